@@ -1,0 +1,120 @@
+//! Building an image: resolve its configuration, build the image crate for the bare
+//! target with the features the configuration selects, and copy the ELF to
+//! `target/images/<name>.elf` beside its resolved configuration.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config;
+
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// The repository root (the workspace that holds xtask).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { repo_root().join(dir) }
+        }
+        None => repo_root().join("target"),
+    }
+}
+
+/// Where images and their resolved configurations go.
+pub fn images_dir() -> PathBuf {
+    repo_root().join("target").join("images")
+}
+
+/// A built image.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub name: String,
+    pub elf: PathBuf,
+    pub resolved_config: PathBuf,
+    pub resolved: config::Resolved,
+}
+
+/// A `cargo` command for inner builds, without the environment of the outer one that
+/// would change how the image is compiled.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(repo_root());
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Resolves `config_path` (relative to the current directory or the repository root).
+pub fn resolve(config_path: &Path) -> Result<config::Resolved> {
+    let root = repo_root();
+    let path = if config_path.exists() {
+        config_path.to_path_buf()
+    } else if root.join(config_path).exists() {
+        root.join(config_path)
+    } else {
+        bail!(
+            "no image config at {} (the configs are in {})",
+            config_path.display(),
+            root.join("configs").display()
+        );
+    };
+    let catalog = config::discover(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config::resolve(&catalog, &path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Builds the image described by `config_path`.
+pub fn build(config_path: &Path, quiet: bool) -> Result<Image> {
+    let resolved = resolve(config_path)?;
+    let name = resolved.image_name().to_string();
+    let images = images_dir();
+    std::fs::create_dir_all(&images)
+        .with_context(|| format!("cannot create {}", images.display()))?;
+
+    // One build at a time in this workspace: the image crate's output file is shared by
+    // every image, so build and copy must not interleave with another build.
+    let lock = File::create(images.join(".build.lock"))?;
+    lock.lock().context("cannot lock target/images/.build.lock")?;
+
+    let resolved_config = images.join(format!("{name}.config.toml"));
+    write_if_changed(&resolved_config, &resolved.to_toml())?;
+
+    let features = resolved.cargo_features().join(",");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--package", "remora", "--target", TARGET]);
+    cmd.args(["--no-default-features", "--features", &features]);
+    cmd.env("REMORA_CONFIG", &resolved_config);
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building image {name} failed");
+    }
+    let built = target_dir().join(TARGET).join("release").join("remora");
+    let elf = images.join(format!("{name}.elf"));
+    std::fs::copy(&built, &elf)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), elf.display()))?;
+    drop(lock);
+    Ok(Image { name, elf, resolved_config, resolved })
+}
+
+/// Writes `contents` unless the file already holds them (keeps cargo's change tracking
+/// quiet).
+fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(contents) {
+        return Ok(());
+    }
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}

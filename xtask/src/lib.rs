@@ -1,0 +1,8 @@
+//! Remora's build tool as a library: configuration resolution, image building, QEMU
+//! running, the test driver. The `xtask` binary is a thin CLI over it; the integration
+//! tests in `tests/` use it directly.
+
+pub mod config;
+pub mod image;
+pub mod qemu;
+pub mod testing;

@@ -1,0 +1,119 @@
+//! `cargo xtask`: build, run, test and configure Remora images.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use xtask::qemu::{self, Accel, RunOptions};
+use xtask::{image, testing};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test Remora images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build an image: target/images/<name>.elf
+    Build {
+        #[arg(long, default_value = "configs/hello.toml")]
+        config: PathBuf,
+    },
+    /// Build an image and boot it under QEMU, streaming its console
+    Run {
+        #[arg(long, default_value = "configs/hello.toml")]
+        config: PathBuf,
+        /// Accelerator: kvm where /dev/kvm is usable (the default), else tcg
+        #[arg(long, value_enum, default_value_t = Accel::Auto)]
+        accel: Accel,
+        /// Kill QEMU after this many seconds
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Guest RAM in MiB
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        /// Kernel command line for the image
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        /// Extra QEMU arguments
+        #[arg(last = true)]
+        qemu_args: Vec<String>,
+    },
+    /// Print the resolved configuration of an image
+    Config {
+        #[arg(long, default_value = "configs/hello.toml")]
+        config: PathBuf,
+    },
+    /// Run every test: host tests of every crate, then the QEMU integration tests
+    Test {
+        /// Accelerator for the integration tests (default tcg: see README)
+        #[arg(long, value_enum)]
+        accel: Option<Accel>,
+        /// Only the host tests
+        #[arg(long)]
+        host_only: bool,
+        /// Only integration tests whose name contains this
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Build { config } => {
+            let image = image::build(&config, false)?;
+            for note in image.resolved.notes() {
+                eprintln!("note: {note}");
+            }
+            println!("{}", image.elf.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config, accel, timeout, memory, cmdline, qemu_args } => {
+            let image = image::build(&config, true)?;
+            let accel = accel.resolve()?;
+            eprintln!("booting {} under QEMU with {accel}", image.elf.display());
+            let options = RunOptions {
+                accel,
+                timeout: Duration::from_secs(timeout),
+                memory_mib: memory,
+                cmdline,
+                extra_args: qemu_args,
+                echo: true,
+                interactive: true,
+            };
+            let outcome = qemu::run(&image.elf, &options)?;
+            eprintln!("{} ({accel}, {:.2} s)", outcome.status, outcome.wall_time.as_secs_f64());
+            Ok(ExitCode::from(outcome.status.process_code() as u8))
+        }
+        Cmd::Config { config } => {
+            let resolved = image::resolve(&config)?;
+            print!("{}", resolved.render_tree());
+            let path = image::images_dir().join(format!("{}.config.toml", resolved.image_name()));
+            std::fs::create_dir_all(image::images_dir())?;
+            std::fs::write(&path, resolved.to_toml())?;
+            eprintln!("written to {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Test { accel, host_only, filter } => {
+            let accel = match accel {
+                Some(a) => a,
+                None => Accel::from_env_or(Accel::Tcg)?,
+            };
+            testing::run_all(accel, host_only, filter.as_deref())
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Running an image under QEMU: the accelerator choice, the command line, streaming the
+//! serial console, the timeout, Ctrl-C, and turning QEMU's exit status back into the
+//! image's own (see `platforms/kvm/src/exit.rs` for the encoding).
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The accelerator QEMU runs the guest with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// KVM where `/dev/kvm` is usable, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// Resolves `Auto`, and refuses `Kvm` where it cannot work.
+    pub fn resolve(self) -> Result<Accel> {
+        match self {
+            Accel::Auto => Ok(if kvm_usable() { Accel::Kvm } else { Accel::Tcg }),
+            Accel::Kvm if !kvm_usable() => {
+                bail!("--accel kvm: /dev/kvm is missing or not writable by this user; use --accel tcg")
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The accelerator named by `REMORA_ACCEL`, or `default`.
+    pub fn from_env_or(default: Accel) -> Result<Accel> {
+        match std::env::var("REMORA_ACCEL") {
+            Ok(v) => <Accel as clap::ValueEnum>::from_str(&v, true)
+                .map_err(|_| anyhow::anyhow!("REMORA_ACCEL={v}: expected auto, kvm or tcg")),
+            Err(_) => Ok(default),
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// How the image ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageStatus {
+    /// The image reported this status through the debug-exit device (0 is success).
+    Exited(u8),
+    /// QEMU ended without a status from the image: a triple fault or reset.
+    NoStatus,
+    /// QEMU itself failed (bad arguments, missing firmware...).
+    QemuFailed(i32),
+    /// Killed by a signal (not by us).
+    Signalled,
+    TimedOut(Duration),
+    Interrupted,
+}
+
+impl ImageStatus {
+    pub fn success(&self) -> bool {
+        *self == ImageStatus::Exited(0)
+    }
+
+    /// The status for xtask's own exit.
+    pub fn process_code(&self) -> i32 {
+        match self {
+            ImageStatus::Exited(code) => *code as i32,
+            ImageStatus::TimedOut(_) => 124,
+            ImageStatus::Interrupted => 130,
+            _ => 125,
+        }
+    }
+
+    fn from_qemu(code: Option<i32>) -> ImageStatus {
+        match code {
+            Some(0) => ImageStatus::NoStatus,
+            Some(c) if c >= 3 && c % 2 == 1 => ImageStatus::Exited(((c - 3) / 2) as u8),
+            Some(c) => ImageStatus::QemuFailed(c),
+            None => ImageStatus::Signalled,
+        }
+    }
+}
+
+impl fmt::Display for ImageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageStatus::Exited(0) => write!(f, "the image exited with success"),
+            ImageStatus::Exited(1) => write!(f, "the image exited with status 1 (failure)"),
+            ImageStatus::Exited(2) => write!(f, "the image exited with status 2 (panic)"),
+            ImageStatus::Exited(3) => write!(f, "the image exited with status 3 (CPU exception)"),
+            ImageStatus::Exited(c) => write!(f, "the image exited with status {c}"),
+            ImageStatus::NoStatus => write!(
+                f,
+                "QEMU stopped without a status from the image (triple fault or reset)"
+            ),
+            ImageStatus::QemuFailed(c) => write!(f, "QEMU failed with exit code {c}"),
+            ImageStatus::Signalled => write!(f, "QEMU was killed by a signal"),
+            ImageStatus::TimedOut(t) => write!(f, "timed out after {:.1} s: QEMU killed", t.as_secs_f64()),
+            ImageStatus::Interrupted => write!(f, "interrupted (Ctrl-C): QEMU killed"),
+        }
+    }
+}
+
+/// Everything about one QEMU run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub accel: Accel,
+    pub timeout: Duration,
+    /// Guest RAM in MiB.
+    pub memory_mib: u64,
+    /// The kernel command line (`-append`).
+    pub cmdline: String,
+    /// Extra QEMU arguments, appended last.
+    pub extra_args: Vec<String>,
+    /// Copy the console to our stdout as it arrives.
+    pub echo: bool,
+    /// Give QEMU our stdin (interactive use); otherwise it reads nothing.
+    pub interactive: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            accel: Accel::Auto,
+            timeout: Duration::from_secs(60),
+            memory_mib: 512,
+            cmdline: String::new(),
+            extra_args: Vec::new(),
+            echo: false,
+            interactive: false,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub status: ImageStatus,
+    pub accel: Accel,
+    /// The serial console, with `\r` removed.
+    pub console: String,
+    /// Console lines with the time since QEMU was started when each arrived.
+    pub lines: Vec<(Duration, String)>,
+    pub wall_time: Duration,
+}
+
+impl RunOutcome {
+    /// The time from QEMU's start to the first console line containing `needle`.
+    pub fn time_to(&self, needle: &str) -> Option<Duration> {
+        self.lines.iter().find(|(_, l)| l.contains(needle)).map(|(t, _)| *t)
+    }
+}
+
+fn qemu_binary() -> String {
+    std::env::var("REMORA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// The firmware: qboot where installed (fast: ~0.1 s to the kernel), else QEMU's default.
+fn firmware() -> Option<PathBuf> {
+    ["/usr/share/qemu/qboot.rom", "/usr/share/qemu/firmware/qboot.rom"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The QEMU command for `image` (without spawning it).
+pub fn command(image: &Path, options: &RunOptions, accel: Accel) -> Command {
+    let mut cmd = Command::new(qemu_binary());
+    cmd.args(["-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+    if let Some(fw) = firmware() {
+        cmd.arg("-bios").arg(fw);
+    }
+    match accel {
+        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        _ => cmd.args(["-accel", "tcg", "-cpu", "max"]),
+    };
+    cmd.args(["-smp", "1", "-m"]).arg(format!("{}M", options.memory_mib));
+    cmd.args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    cmd.arg("-kernel").arg(image);
+    if !options.cmdline.is_empty() {
+        cmd.arg("-append").arg(&options.cmdline);
+    }
+    cmd.args(&options.extra_args);
+    cmd
+}
+
+fn interrupted_flag() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // If another handler is installed already (a test harness), we simply go without.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+}
+
+/// Kills QEMU when dropped, whatever path leaves `run`.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Boots `image` and waits for it to end, time out or be interrupted.
+pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
+    if !image.exists() {
+        bail!("no image at {}: build it first", image.display());
+    }
+    let accel = options.accel.resolve()?;
+    let interrupted = interrupted_flag().clone();
+    let mut cmd = command(image, options, accel);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if options.interactive { Stdio::inherit() } else { Stdio::null() });
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {} (apt-get install qemu-system-x86)", qemu_binary()))?;
+    let mut child = KillOnDrop(child);
+
+    let lines: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
+    let stdout = child.0.stdout.take().expect("stdout is piped");
+    let reader = {
+        let lines = lines.clone();
+        let echo = options.echo;
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        let line = text.trim_end_matches(['\n', '\r']).replace('\r', "");
+                        if echo {
+                            let mut out = std::io::stdout().lock();
+                            let _ = writeln!(out, "{line}");
+                            let _ = out.flush();
+                        }
+                        lines.lock().expect("console lock").push((started.elapsed(), line));
+                    }
+                }
+            }
+        })
+    };
+    let stderr = child.0.stderr.take().expect("stderr is piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+
+    let status = loop {
+        if let Some(exit) = child.0.try_wait()? {
+            break ImageStatus::from_qemu(exit.code());
+        }
+        if started.elapsed() > options.timeout {
+            break ImageStatus::TimedOut(options.timeout);
+        }
+        if interrupted.swap(false, Ordering::SeqCst) {
+            break ImageStatus::Interrupted;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(child);
+    let wall_time = started.elapsed();
+    let _ = reader.join();
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+    let lines = std::mem::take(&mut *lines.lock().expect("console lock"));
+    let mut console = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    if !qemu_stderr.trim().is_empty() {
+        if options.echo {
+            eprint!("{qemu_stderr}");
+        }
+        if matches!(status, ImageStatus::QemuFailed(_)) {
+            console.push_str("\n[qemu] ");
+            console.push_str(qemu_stderr.trim());
+        }
+    }
+    Ok(RunOutcome { status, accel, console, lines, wall_time })
+}

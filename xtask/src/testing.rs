@@ -1,0 +1,34 @@
+//! `cargo xtask test`: every test of the project, host tests first, then the integration
+//! tests that boot images under QEMU (`tests/` of the image crate).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::image::cargo;
+use crate::qemu::Accel;
+
+pub fn run_all(accel: Accel, host_only: bool, filter: Option<&str>) -> Result<ExitCode> {
+    eprintln!("== host tests (every library and tool)");
+    let status = cargo()
+        .args(["test", "--workspace", "--exclude", "remora"])
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        eprintln!("host tests failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    if host_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let accel = accel.resolve()?;
+    eprintln!("== integration tests (images under QEMU with {accel})");
+    let mut cmd = cargo();
+    cmd.args(["test", "--package", "remora", "--tests"]);
+    cmd.env("REMORA_ACCEL", accel.to_string());
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    let status = cmd.status().context("cannot run cargo test")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

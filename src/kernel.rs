@@ -1,19 +1,35 @@
-//! The image's kernel side: entry from the platform, panic handling, the call into the
-//! application.
+//! The image's kernel side: entry from the platform, component init, the call into the
+//! application, panic handling.
 
 use core::fmt::Write;
 
 use remora_kvm::{BootInfo, ExitStatus, console, exit};
 
+#[cfg(not(feature = "platform-kvm"))]
+compile_error!("an image needs a platform: build it with `cargo xtask build`");
+
 /// Called by the platform once the machine is up.
 #[unsafe(no_mangle)]
 fn remora_image_main(boot: &'static BootInfo) -> ! {
-    let status = crate::kernel::run_app(boot);
-    exit(status)
+    if boot.cmdline.get("loglevel").is_none()
+        && let Ok(level) = crate::config::kvm::LOG_LEVEL.parse::<log::LevelFilter>()
+    {
+        log::set_max_level(level);
+    }
+    log::info!(
+        "image {}: components {:?}",
+        crate::config::IMAGE_NAME,
+        crate::config::COMPONENTS
+    );
+    crate::config::init_components(boot);
+    exit(run_app(boot))
 }
 
 fn run_app(boot: &'static BootInfo) -> ExitStatus {
-    app_hello::main(boot)
+    #[cfg(feature = "app-hello")]
+    return app_hello::main(boot);
+    #[cfg(feature = "app-ktest")]
+    return app_ktest::main(boot);
 }
 
 #[panic_handler]
@@ -21,7 +37,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = console::emergency_writer();
     let _ = writeln!(out, "\n!!! panic: {}", info.message());
     if let Some(location) = info.location() {
-        let _ = writeln!(out, "    at {}:{}:{}", location.file(), location.line(), location.column());
+        let _ = writeln!(
+            out,
+            "    at {}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        );
     }
     let (rip, rbp): (u64, u64);
     // SAFETY: reads the instruction and frame pointers, nothing else.

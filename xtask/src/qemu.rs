@@ -27,7 +27,9 @@ impl Accel {
         match self {
             Accel::Auto => Ok(if kvm_usable() { Accel::Kvm } else { Accel::Tcg }),
             Accel::Kvm if !kvm_usable() => {
-                bail!("--accel kvm: /dev/kvm is missing or not writable by this user; use --accel tcg")
+                bail!(
+                    "--accel kvm: /dev/kvm is missing or not writable by this user; use --accel tcg"
+                )
             }
             other => Ok(other),
         }
@@ -54,7 +56,11 @@ impl fmt::Display for Accel {
 }
 
 fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// How the image ended.
@@ -111,7 +117,9 @@ impl fmt::Display for ImageStatus {
             ),
             ImageStatus::QemuFailed(c) => write!(f, "QEMU failed with exit code {c}"),
             ImageStatus::Signalled => write!(f, "QEMU was killed by a signal"),
-            ImageStatus::TimedOut(t) => write!(f, "timed out after {:.1} s: QEMU killed", t.as_secs_f64()),
+            ImageStatus::TimedOut(t) => {
+                write!(f, "timed out after {:.1} s: QEMU killed", t.as_secs_f64())
+            }
             ImageStatus::Interrupted => write!(f, "interrupted (Ctrl-C): QEMU killed"),
         }
     }
@@ -163,7 +171,10 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// The time from QEMU's start to the first console line containing `needle`.
     pub fn time_to(&self, needle: &str) -> Option<Duration> {
-        self.lines.iter().find(|(_, l)| l.contains(needle)).map(|(t, _)| *t)
+        self.lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
     }
 }
 
@@ -173,16 +184,27 @@ fn qemu_binary() -> String {
 
 /// The firmware: qboot where installed (fast: ~0.1 s to the kernel), else QEMU's default.
 fn firmware() -> Option<PathBuf> {
-    ["/usr/share/qemu/qboot.rom", "/usr/share/qemu/firmware/qboot.rom"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/share/qemu/qboot.rom",
+        "/usr/share/qemu/firmware/qboot.rom",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// The QEMU command for `image` (without spawning it).
 pub fn command(image: &Path, options: &RunOptions, accel: Accel) -> Command {
     let mut cmd = Command::new(qemu_binary());
-    cmd.args(["-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+    cmd.args([
+        "-M",
+        "q35",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
     if let Some(fw) = firmware() {
         cmd.arg("-bios").arg(fw);
     }
@@ -190,8 +212,14 @@ pub fn command(image: &Path, options: &RunOptions, accel: Accel) -> Command {
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         _ => cmd.args(["-accel", "tcg", "-cpu", "max"]),
     };
-    cmd.args(["-smp", "1", "-m"]).arg(format!("{}M", options.memory_mib));
-    cmd.args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    cmd.args(["-smp", "1", "-m"])
+        .arg(format!("{}M", options.memory_mib));
+    cmd.args([
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]);
     cmd.arg("-kernel").arg(image);
     if !options.cmdline.is_empty() {
         cmd.arg("-append").arg(&options.cmdline);
@@ -230,11 +258,18 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let interrupted = interrupted_flag().clone();
     let mut cmd = command(image, options, accel);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if options.interactive { Stdio::inherit() } else { Stdio::null() });
+    cmd.stdin(if options.interactive {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
     let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {} (apt-get install qemu-system-x86)", qemu_binary()))?;
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (apt-get install qemu-system-x86)",
+            qemu_binary()
+        )
+    })?;
     let mut child = KillOnDrop(child);
 
     let lines: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
@@ -242,6 +277,7 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let reader = {
         let lines = lines.clone();
         let echo = options.echo;
+        let elf = image.to_path_buf();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
@@ -251,13 +287,20 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&buf);
-                        let line = text.trim_end_matches(['\n', '\r']).replace('\r', "");
+                        let mut line = text.trim_end_matches(['\n', '\r']).replace('\r', "");
+                        if let Some(symbol) = symbolize_backtrace_line(&elf, &line) {
+                            line.push_str("  ");
+                            line.push_str(&symbol);
+                        }
                         if echo {
                             let mut out = std::io::stdout().lock();
                             let _ = writeln!(out, "{line}");
                             let _ = out.flush();
                         }
-                        lines.lock().expect("console lock").push((started.elapsed(), line));
+                        lines
+                            .lock()
+                            .expect("console lock")
+                            .push((started.elapsed(), line));
                     }
                 }
             }
@@ -287,7 +330,11 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let _ = reader.join();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     let lines = std::mem::take(&mut *lines.lock().expect("console lock"));
-    let mut console = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    let mut console = lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     if !qemu_stderr.trim().is_empty() {
         if options.echo {
             eprint!("{qemu_stderr}");
@@ -297,5 +344,45 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
             console.push_str(qemu_stderr.trim());
         }
     }
-    Ok(RunOutcome { status, accel, console, lines, wall_time })
+    Ok(RunOutcome {
+        status,
+        accel,
+        console,
+        lines,
+        wall_time,
+    })
+}
+
+/// For a backtrace line of a crash report (`      #3  0x0000000000101399`), the function
+/// and source line at that address, from the image's debug info (binutils' addr2line).
+fn symbolize_backtrace_line(elf: &Path, line: &str) -> Option<String> {
+    let rest = line.trim_start().strip_prefix('#')?;
+    let (depth, address) = rest.split_once(char::is_whitespace)?;
+    let depth: u32 = depth.parse().ok()?;
+    let address = u64::from_str_radix(address.trim().strip_prefix("0x")?, 16).ok()?;
+    // Frames above the first hold return addresses: look up the call instruction.
+    let lookup = if depth == 0 {
+        address
+    } else {
+        address.saturating_sub(1)
+    };
+    let output = Command::new("addr2line")
+        .args(["-f", "-C", "-e"])
+        .arg(elf)
+        .arg(format!("{lookup:#x}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.lines();
+    let function = parts.next()?.trim();
+    let location = parts.next()?.trim();
+    if function == "??" {
+        return None;
+    }
+    let root = format!("{}/", crate::image::repo_root().display());
+    let location = location
+        .strip_prefix(root.as_str())
+        .or_else(|| location.split_once("/library/").map(|(_, l)| l))
+        .unwrap_or(location);
+    Some(format!("{function} ({location})"))
 }

@@ -30,5 +30,9 @@ pub fn run_all(accel: Accel, host_only: bool, filter: Option<&str>) -> Result<Ex
         cmd.args(["--", f]);
     }
     let status = cmd.status().context("cannot run cargo test")?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

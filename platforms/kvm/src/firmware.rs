@@ -5,8 +5,8 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use acpi::mcfg::Mcfg;
 use acpi::madt::{Madt, MadtEntry};
+use acpi::mcfg::Mcfg;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 
 use crate::paging::phys_to_virt;
@@ -65,7 +65,10 @@ pub fn read(rsdp: Option<u64>) -> Result<AcpiSummary, AcpiFailure> {
         }
     }
     .map_err(AcpiFailure)?;
-    let mut summary = AcpiSummary { rsdp: rsdp.unwrap_or(0), ..Default::default() };
+    let mut summary = AcpiSummary {
+        rsdp: rsdp.unwrap_or(0),
+        ..Default::default()
+    };
     if let Ok(madt) = tables.find_table::<Madt>() {
         for entry in madt.get().entries() {
             match entry {
@@ -83,12 +86,16 @@ pub fn read(rsdp: Option<u64>) -> Result<AcpiSummary, AcpiFailure> {
         }
     }
     if let Ok(mcfg) = tables.find_table::<Mcfg>() {
-        summary.ecam = mcfg.entries().iter().find(|e| e.pci_segment_group == 0).map(|e| Ecam {
-            base: e.base_address,
-            segment: e.pci_segment_group,
-            bus_start: e.bus_number_start,
-            bus_end: e.bus_number_end,
-        });
+        summary.ecam = mcfg
+            .entries()
+            .iter()
+            .find(|e| e.pci_segment_group == 0)
+            .map(|e| Ecam {
+                base: e.base_address,
+                segment: e.pci_segment_group,
+                bus_start: e.bus_number_start,
+                bus_end: e.bus_number_end,
+            });
     }
     Ok(summary)
 }

@@ -17,7 +17,12 @@ impl fmt::Display for Size {
             alloc_free_fmt(format_args!("{}{}", self.0 / scale, UNITS[unit]))
         } else {
             let tenths = (self.0 as u128 * 10 / scale as u128) as u64;
-            alloc_free_fmt(format_args!("{}.{}{}", tenths / 10, tenths % 10, UNITS[unit]))
+            alloc_free_fmt(format_args!(
+                "{}.{}{}",
+                tenths / 10,
+                tenths % 10,
+                UNITS[unit]
+            ))
         };
         f.pad(&text)
     }
@@ -25,7 +30,10 @@ impl fmt::Display for Size {
 
 /// Formats into a small stack buffer so that `pad` can align the result.
 fn alloc_free_fmt(args: fmt::Arguments<'_>) -> StackStr {
-    let mut s = StackStr { buf: [0; 32], len: 0 };
+    let mut s = StackStr {
+        buf: [0; 32],
+        len: 0,
+    };
     let _ = fmt::write(&mut s, args);
     s
 }

@@ -123,7 +123,10 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         log::info!("command line: {}", cmdline.as_str());
     }
     if info.cmdline_truncated {
-        log::warn!("command line longer than {} bytes: cut", start_info::MAX_CMDLINE);
+        log::warn!(
+            "command line longer than {} bytes: cut",
+            start_info::MAX_CMDLINE
+        );
     }
     let mut total = 0;
     for entry in info.memory_map() {
@@ -133,7 +136,10 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         }
     }
     if info.dropped_entries > 0 {
-        log::warn!("memory map: {} entries beyond the first 64 ignored", info.dropped_entries);
+        log::warn!(
+            "memory map: {} entries beyond the first 64 ignored",
+            info.dropped_entries
+        );
     }
 
     let free = free_ranges(info.memory_map(), &layout, &table_frames);
@@ -150,7 +156,11 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         Ok(acpi) => {
             log::info!(
                 "ACPI: RSDP {}, {} processor(s), {} I/O APIC(s), ECAM {}",
-                if acpi.rsdp != 0 { "from the loader" } else { "found in the BIOS area" },
+                if acpi.rsdp != 0 {
+                    "from the loader"
+                } else {
+                    "found in the BIOS area"
+                },
                 acpi.processors,
                 acpi.io_apics.len(),
                 match acpi.ecam {
@@ -232,7 +242,9 @@ fn free_ranges(
             let start = (p.start + 0xfff) & !0xfff;
             let end = p.end & !0xfff;
             if end > start && out.push(start..end).is_err() {
-                log::warn!("more than {MAX_FREE_RANGES} free memory ranges: ignoring {start:#x}-{end:#x}");
+                log::warn!(
+                    "more than {MAX_FREE_RANGES} free memory ranges: ignoring {start:#x}-{end:#x}"
+                );
             }
         }
     }

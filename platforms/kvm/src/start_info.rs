@@ -140,8 +140,11 @@ impl StartInfo {
             return Err(StartInfoError::NoMemoryMap);
         }
         let mut info = StartInfo {
-            entries: [MemoryMapEntry { start: 0, size: 0, kind: MemoryKind::Reserved };
-                MAX_MEMORY_MAP_ENTRIES],
+            entries: [MemoryMapEntry {
+                start: 0,
+                size: 0,
+                kind: MemoryKind::Reserved,
+            }; MAX_MEMORY_MAP_ENTRIES],
             entry_count: 0,
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,

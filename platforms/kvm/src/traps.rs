@@ -138,17 +138,15 @@ const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate (IF cl
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt(
-    [Gate {
-        offset_low: 0,
-        selector: 0,
-        ist: 0,
-        attributes: 0,
-        offset_mid: 0,
-        offset_high: 0,
-        reserved: 0,
-    }; 256],
-);
+static mut IDT: Idt = Idt([Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    attributes: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; 256]);
 
 /// Fills and loads the IDT. Runs once, on the boot CPU, before interrupts are enabled.
 pub fn init() {
@@ -302,7 +300,11 @@ struct PageFaultCode(u64);
 impl fmt::Display for PageFaultCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
-        f.write_str(if e & 1 != 0 { "protection violation" } else { "page not present" })?;
+        f.write_str(if e & 1 != 0 {
+            "protection violation"
+        } else {
+            "page not present"
+        })?;
         f.write_str(if e & 2 != 0 { ", write" } else { ", read" })?;
         if e & 16 != 0 {
             f.write_str(", instruction fetch")?;
@@ -389,7 +391,10 @@ pub fn write_backtrace(out: &mut dyn Write, rip: u64, mut rbp: u64) -> fmt::Resu
         // SAFETY: `rbp` is 8-aligned and both words are mapped; frame-pointer chains
         // hold (saved rbp, return address) pairs.
         let (next, ret) = unsafe {
-            (core::ptr::read(rbp as *const u64), core::ptr::read((rbp + 8) as *const u64))
+            (
+                core::ptr::read(rbp as *const u64),
+                core::ptr::read((rbp + 8) as *const u64),
+            )
         };
         if ret == 0 {
             break;

@@ -1,0 +1,4 @@
+//! The image's glue: for each library, the code that hands it what it needs from the
+//! platform and the configuration (`crate::config`) at init. `build.rs` calls the
+//! `init` of every selected component that has a file here, in dependency order.
+//! Libraries never read configuration or touch the platform themselves.

@@ -48,8 +48,11 @@ pub fn options() -> RunOptions {
     }
 }
 
-pub fn boot_with(config: &str, options: RunOptions) -> RunOutcome {
+pub fn boot_with(config: &str, mut options: RunOptions) -> RunOutcome {
     let elf = image(config);
+    if let Ok(resolved) = image::resolve(Path::new(config)) {
+        options.memory_mib = image::guest_memory_mib(&resolved);
+    }
     let outcome = qemu::run(&elf, &options).expect("QEMU runs");
     eprintln!(
         "---- console of {config} [{}]\n{}\n---- {}",

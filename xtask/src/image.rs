@@ -140,3 +140,11 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
     }
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// The guest RAM an image asks for (`kvm.guest_memory`), in MiB.
+pub fn guest_memory_mib(resolved: &config::Resolved) -> u64 {
+    match resolved.option("kvm", "guest_memory") {
+        Some(config::Value::Size(bytes)) => (bytes / (1024 * 1024)).max(1),
+        _ => 512,
+    }
+}

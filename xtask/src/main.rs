@@ -34,9 +34,9 @@ enum Cmd {
         /// Kill QEMU after this many seconds
         #[arg(long, default_value_t = 300)]
         timeout: u64,
-        /// Guest RAM in MiB
-        #[arg(long, default_value_t = 512)]
-        memory: u64,
+        /// Guest RAM in MiB (default: the image's kvm.guest_memory)
+        #[arg(long)]
+        memory: Option<u64>,
         /// Kernel command line for the image
         #[arg(long, default_value = "")]
         cmdline: String,
@@ -96,7 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let options = RunOptions {
                 accel,
                 timeout: Duration::from_secs(timeout),
-                memory_mib: memory,
+                memory_mib: memory.unwrap_or_else(|| image::guest_memory_mib(&image.resolved)),
                 cmdline,
                 extra_args: qemu_args,
                 echo: true,

@@ -16,11 +16,7 @@ fn remora_image_main(boot: &'static BootInfo) -> ! {
     {
         log::set_max_level(level);
     }
-    log::info!(
-        "image {}: components {:?}",
-        crate::config::IMAGE_NAME,
-        crate::config::COMPONENTS
-    );
+    log::info!("image {}: components {:?}", crate::config::IMAGE_NAME, crate::config::COMPONENTS);
     crate::config::init_components(boot);
     exit(run_app(boot))
 }
@@ -37,13 +33,12 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = console::emergency_writer();
     let _ = writeln!(out, "\n!!! panic: {}", info.message());
     if let Some(location) = info.location() {
-        let _ = writeln!(
-            out,
-            "    at {}:{}:{}",
-            location.file(),
-            location.line(),
-            location.column()
-        );
+        let _ =
+            writeln!(out, "    at {}:{}:{}", location.file(), location.line(), location.column());
+    }
+    #[cfg(feature = "lib-alloc")]
+    if let Some(report) = remora_alloc::HEAP.kernel().last_failure() {
+        let _ = writeln!(out, "    {report}");
     }
     let (rip, rbp): (u64, u64);
     // SAFETY: reads the instruction and frame pointers, nothing else.

@@ -36,9 +36,15 @@ fn two_configs_make_two_images_with_only_their_own_components() {
     let hello_symbols = symbols(&hello);
     let ktest_symbols = symbols(&ktest);
     assert!(has_symbol_of(&hello_symbols, "app_hello"));
-    assert!(!has_symbol_of(&hello_symbols, "app_ktest"), "the unselected ktest app is in hello.elf");
+    assert!(
+        !has_symbol_of(&hello_symbols, "app_ktest"),
+        "the unselected ktest app is in hello.elf"
+    );
     assert!(has_symbol_of(&ktest_symbols, "app_ktest"));
-    assert!(!has_symbol_of(&ktest_symbols, "app_hello"), "the unselected hello app is in ktest.elf");
+    assert!(
+        !has_symbol_of(&ktest_symbols, "app_hello"),
+        "the unselected hello app is in ktest.elf"
+    );
     // The resolved configuration is written next to the image.
     let resolved = std::fs::read_to_string(hello.with_extension("config.toml")).unwrap();
     assert!(resolved.contains("name = \"hello\""));

@@ -2,3 +2,6 @@
 //! platform and the configuration (`crate::config`) at init. `build.rs` calls the
 //! `init` of every selected component that has a file here, in dependency order.
 //! Libraries never read configuration or touch the platform themselves.
+
+#[cfg(feature = "lib-alloc")]
+pub mod alloc;

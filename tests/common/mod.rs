@@ -31,21 +31,11 @@ pub fn accel() -> Accel {
 
 /// Boots `config` with `cmdline` and returns what happened.
 pub fn boot(config: &str, cmdline: &str) -> RunOutcome {
-    boot_with(
-        config,
-        RunOptions {
-            cmdline: cmdline.into(),
-            ..options()
-        },
-    )
+    boot_with(config, RunOptions { cmdline: cmdline.into(), ..options() })
 }
 
 pub fn options() -> RunOptions {
-    RunOptions {
-        accel: accel(),
-        timeout: Duration::from_secs(120),
-        ..RunOptions::default()
-    }
+    RunOptions { accel: accel(), timeout: Duration::from_secs(120), ..RunOptions::default() }
 }
 
 pub fn boot_with(config: &str, mut options: RunOptions) -> RunOutcome {

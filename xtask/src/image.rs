@@ -25,11 +25,7 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                repo_root().join(dir)
-            }
+            if dir.is_absolute() { dir } else { repo_root().join(dir) }
         }
         None => repo_root().join("target"),
     }
@@ -54,12 +50,9 @@ pub struct Image {
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(repo_root());
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET"]
+    {
         cmd.env_remove(var);
     }
     cmd
@@ -94,22 +87,14 @@ pub fn build(config_path: &Path, quiet: bool) -> Result<Image> {
     // One build at a time in this workspace: the image crate's output file is shared by
     // every image, so build and copy must not interleave with another build.
     let lock = File::create(images.join(".build.lock"))?;
-    lock.lock()
-        .context("cannot lock target/images/.build.lock")?;
+    lock.lock().context("cannot lock target/images/.build.lock")?;
 
     let resolved_config = images.join(format!("{name}.config.toml"));
     write_if_changed(&resolved_config, &resolved.to_toml())?;
 
     let features = resolved.cargo_features().join(",");
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--release",
-        "--package",
-        "remora",
-        "--target",
-        TARGET,
-    ]);
+    cmd.args(["build", "--release", "--package", "remora", "--target", TARGET]);
     cmd.args(["--no-default-features", "--features", &features]);
     cmd.env("REMORA_CONFIG", &resolved_config);
     if quiet {
@@ -124,12 +109,7 @@ pub fn build(config_path: &Path, quiet: bool) -> Result<Image> {
     std::fs::copy(&built, &elf)
         .with_context(|| format!("cannot copy {} to {}", built.display(), elf.display()))?;
     drop(lock);
-    Ok(Image {
-        name,
-        elf,
-        resolved_config,
-        resolved,
-    })
+    Ok(Image { name, elf, resolved_config, resolved })
 }
 
 /// Writes `contents` unless the file already holds them (keeps cargo's change tracking

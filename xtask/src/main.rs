@@ -82,14 +82,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", image.elf.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run {
-            config,
-            accel,
-            timeout,
-            memory,
-            cmdline,
-            qemu_args,
-        } => {
+        Cmd::Run { config, accel, timeout, memory, cmdline, qemu_args } => {
             let image = image::build(&config, true)?;
             let accel = accel.resolve()?;
             eprintln!("booting {} under QEMU with {accel}", image.elf.display());
@@ -103,11 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 interactive: true,
             };
             let outcome = qemu::run(&image.elf, &options)?;
-            eprintln!(
-                "{} ({accel}, {:.2} s)",
-                outcome.status,
-                outcome.wall_time.as_secs_f64()
-            );
+            eprintln!("{} ({accel}, {:.2} s)", outcome.status, outcome.wall_time.as_secs_f64());
             Ok(ExitCode::from(outcome.status.process_code() as u8))
         }
         Cmd::Config { config } => {
@@ -119,11 +108,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("written to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Test {
-            accel,
-            host_only,
-            filter,
-        } => {
+        Cmd::Test { accel, host_only, filter } => {
             let accel = match accel {
                 Some(a) => a,
                 None => Accel::from_env_or(Accel::Tcg)?,

@@ -56,11 +56,7 @@ impl fmt::Display for Accel {
 }
 
 fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
 /// How the image ended.
@@ -111,10 +107,9 @@ impl fmt::Display for ImageStatus {
             ImageStatus::Exited(2) => write!(f, "the image exited with status 2 (panic)"),
             ImageStatus::Exited(3) => write!(f, "the image exited with status 3 (CPU exception)"),
             ImageStatus::Exited(c) => write!(f, "the image exited with status {c}"),
-            ImageStatus::NoStatus => write!(
-                f,
-                "QEMU stopped without a status from the image (triple fault or reset)"
-            ),
+            ImageStatus::NoStatus => {
+                write!(f, "QEMU stopped without a status from the image (triple fault or reset)")
+            }
             ImageStatus::QemuFailed(c) => write!(f, "QEMU failed with exit code {c}"),
             ImageStatus::Signalled => write!(f, "QEMU was killed by a signal"),
             ImageStatus::TimedOut(t) => {
@@ -171,10 +166,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// The time from QEMU's start to the first console line containing `needle`.
     pub fn time_to(&self, needle: &str) -> Option<Duration> {
-        self.lines
-            .iter()
-            .find(|(_, l)| l.contains(needle))
-            .map(|(t, _)| *t)
+        self.lines.iter().find(|(_, l)| l.contains(needle)).map(|(t, _)| *t)
     }
 }
 
@@ -184,27 +176,16 @@ fn qemu_binary() -> String {
 
 /// The firmware: qboot where installed (fast: ~0.1 s to the kernel), else QEMU's default.
 fn firmware() -> Option<PathBuf> {
-    [
-        "/usr/share/qemu/qboot.rom",
-        "/usr/share/qemu/firmware/qboot.rom",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    ["/usr/share/qemu/qboot.rom", "/usr/share/qemu/firmware/qboot.rom"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// The QEMU command for `image` (without spawning it).
 pub fn command(image: &Path, options: &RunOptions, accel: Accel) -> Command {
     let mut cmd = Command::new(qemu_binary());
-    cmd.args([
-        "-M",
-        "q35",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-    ]);
+    cmd.args(["-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
     if let Some(fw) = firmware() {
         cmd.arg("-bios").arg(fw);
     }
@@ -212,14 +193,8 @@ pub fn command(image: &Path, options: &RunOptions, accel: Accel) -> Command {
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         _ => cmd.args(["-accel", "tcg", "-cpu", "max"]),
     };
-    cmd.args(["-smp", "1", "-m"])
-        .arg(format!("{}M", options.memory_mib));
-    cmd.args([
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    ]);
+    cmd.args(["-smp", "1", "-m"]).arg(format!("{}M", options.memory_mib));
+    cmd.args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     cmd.arg("-kernel").arg(image);
     if !options.cmdline.is_empty() {
         cmd.arg("-append").arg(&options.cmdline);
@@ -258,17 +233,10 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let interrupted = interrupted_flag().clone();
     let mut cmd = command(image, options, accel);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if options.interactive {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if options.interactive { Stdio::inherit() } else { Stdio::null() });
     let started = Instant::now();
     let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start {} (apt-get install qemu-system-x86)",
-            qemu_binary()
-        )
+        format!("cannot start {} (apt-get install qemu-system-x86)", qemu_binary())
     })?;
     let mut child = KillOnDrop(child);
 
@@ -297,10 +265,7 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
                             let _ = writeln!(out, "{line}");
                             let _ = out.flush();
                         }
-                        lines
-                            .lock()
-                            .expect("console lock")
-                            .push((started.elapsed(), line));
+                        lines.lock().expect("console lock").push((started.elapsed(), line));
                     }
                 }
             }
@@ -330,11 +295,7 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let _ = reader.join();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     let lines = std::mem::take(&mut *lines.lock().expect("console lock"));
-    let mut console = lines
-        .iter()
-        .map(|(_, l)| l.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut console = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
     if !qemu_stderr.trim().is_empty() {
         if options.echo {
             eprint!("{qemu_stderr}");
@@ -344,13 +305,7 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
             console.push_str(qemu_stderr.trim());
         }
     }
-    Ok(RunOutcome {
-        status,
-        accel,
-        console,
-        lines,
-        wall_time,
-    })
+    Ok(RunOutcome { status, accel, console, lines, wall_time })
 }
 
 /// For a backtrace line of a crash report (`      #3  0x0000000000101399`), the function
@@ -361,11 +316,7 @@ fn symbolize_backtrace_line(elf: &Path, line: &str) -> Option<String> {
     let depth: u32 = depth.parse().ok()?;
     let address = u64::from_str_radix(address.trim().strip_prefix("0x")?, 16).ok()?;
     // Frames above the first hold return addresses: look up the call instruction.
-    let lookup = if depth == 0 {
-        address
-    } else {
-        address.saturating_sub(1)
-    };
+    let lookup = if depth == 0 { address } else { address.saturating_sub(1) };
     let output = Command::new("addr2line")
         .args(["-f", "-C", "-e"])
         .arg(elf)

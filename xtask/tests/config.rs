@@ -37,11 +37,7 @@ fn resolve_text(text: &str) -> Result<Resolved, ConfigError> {
 }
 
 fn names(resolved: &Resolved) -> Vec<&str> {
-    resolved
-        .components()
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect()
+    resolved.components().iter().map(|c| c.name.as_str()).collect()
 }
 
 const HEAD: &str = "[image]\napp = \"hello\"\nplatform = \"kvm\"\n";
@@ -58,11 +54,8 @@ fn image_with(libraries: &[&str], rest: &str) -> String {
 #[test]
 fn discovers_every_schema_and_skips_directories_without_one() {
     let catalog = catalog();
-    let mut found: Vec<(&str, Kind)> = catalog
-        .components()
-        .iter()
-        .map(|c| (c.name.as_str(), c.kind))
-        .collect();
+    let mut found: Vec<(&str, Kind)> =
+        catalog.components().iter().map(|c| (c.name.as_str(), c.kind)).collect();
     found.sort();
     assert_eq!(
         found,
@@ -120,11 +113,7 @@ fn discovery_reports_every_schema_error_with_its_file() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert_eq!(err.diagnostics().len(), 5, "{text}");
-    assert!(
-        err.diagnostics()
-            .iter()
-            .all(|d| d.file.ends_with("Config.toml"))
-    );
+    assert!(err.diagnostics().iter().all(|d| d.file.ends_with("Config.toml")));
 }
 
 /// A minimal valid catalog plus `extra` schema files.
@@ -339,18 +328,11 @@ fn schema_errors_name_file_key_and_fix() {
             Err(e) => {
                 let message = e.to_string();
                 if !message.contains(expected) {
-                    failures.push(format!(
-                        "{what}:\n  expected {expected:?}\n  got      {message:?}"
-                    ));
+                    failures
+                        .push(format!("{what}:\n  expected {expected:?}\n  got      {message:?}"));
                 }
-                if !e
-                    .diagnostics()
-                    .iter()
-                    .all(|d| d.file == "libs/x/Config.toml")
-                {
-                    failures.push(format!(
-                        "{what}: a diagnostic names another file: {message}"
-                    ));
+                if !e.diagnostics().iter().all(|d| d.file == "libs/x/Config.toml") {
+                    failures.push(format!("{what}: a diagnostic names another file: {message}"));
                 }
             }
         }
@@ -721,10 +703,7 @@ fn options_without_default_must_be_set() {
 fn a_missing_config_file_is_reported() {
     let err = config::resolve(&catalog(), Path::new("configs/nope.toml")).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.starts_with("configs/nope.toml: cannot read the image config"),
-        "{text}"
-    );
+    assert!(text.starts_with("configs/nope.toml: cannot read the image config"), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -738,34 +717,16 @@ fn defaults_fill_in_everything_left_out() {
     assert_eq!(hello.platform(), "kvm");
     assert_eq!(hello.config_path(), "configs/hello.toml");
     assert_eq!(names(&hello), ["kvm", "mmu", "alloc", "hello"]);
-    assert_eq!(
-        hello.option("alloc", "heap_size"),
-        Some(&Value::Size(8 << 20))
-    );
+    assert_eq!(hello.option("alloc", "heap_size"), Some(&Value::Size(8 << 20)));
     assert_eq!(hello.option("kvm", "serial_port"), Some(&Value::Int(0x3f8)));
-    assert_eq!(
-        hello.option("hello", "greeting"),
-        Some(&Value::String("hello from remora".into()))
-    );
+    assert_eq!(hello.option("hello", "greeting"), Some(&Value::String("hello from remora".into())));
     assert_eq!(hello.choice("alloc", "allocator"), Some("buddy"));
     for c in hello.components() {
         assert!(c.options.iter().all(|o| o.source == Source::Default));
         assert!(c.choices.iter().all(|o| o.source == Source::Default));
     }
-    let reasons: Vec<&str> = hello
-        .components()
-        .iter()
-        .map(|c| c.reason.as_str())
-        .collect();
-    assert_eq!(
-        reasons,
-        [
-            "platform",
-            "selected by alloc",
-            "always (platform kvm)",
-            "app"
-        ]
-    );
+    let reasons: Vec<&str> = hello.components().iter().map(|c| c.reason.as_str()).collect();
+    assert_eq!(reasons, ["platform", "selected by alloc", "always (platform kvm)", "app"]);
     assert_eq!(hello.notes(), ["mmu selected by alloc"]);
 }
 
@@ -777,16 +738,8 @@ fn selects_are_transitive_and_noted() {
     assert_eq!(reason("prefetch").as_deref(), Some("selected by redis"));
     assert_eq!(reason("sched").as_deref(), Some("selected by pager"));
     assert_eq!(reason("rmem").as_deref(), Some("selected by pager"));
-    for note in [
-        "pager selected by redis",
-        "sched selected by pager",
-        "rmem selected by pager",
-    ] {
-        assert!(
-            redis.notes().iter().any(|n| n == note),
-            "{:?}",
-            redis.notes()
-        );
+    for note in ["pager selected by redis", "sched selected by pager", "rmem selected by pager"] {
+        assert!(redis.notes().iter().any(|n| n == note), "{:?}", redis.notes());
     }
 }
 
@@ -795,18 +748,12 @@ fn a_component_default_of_a_choice_joins_the_image() {
     let redis = resolve_file("redis.toml");
     let evictor = redis.component("evictor").expect("evictor pulled in");
     assert_eq!(evictor.reason, "choice default of pager.eviction");
-    let eviction = redis
-        .component("pager")
-        .unwrap()
-        .choice("eviction")
-        .unwrap();
+    let eviction = redis.component("pager").unwrap().choice("eviction").unwrap();
     assert_eq!(eviction.value, "evictor");
     assert_eq!(eviction.member_component.as_deref(), Some("evictor"));
     assert_eq!(eviction.source, Source::Default);
     assert!(
-        redis
-            .notes()
-            .contains(&"evictor pulled in as the default of pager.eviction".to_owned())
+        redis.notes().contains(&"evictor pulled in as the default of pager.eviction".to_owned())
     );
 
     // Choosing the built-in member instead leaves the component out.
@@ -819,11 +766,7 @@ fn a_component_default_of_a_choice_joins_the_image() {
 #[test]
 fn choosing_a_component_member_pulls_it_in() {
     let rdma = resolve_file("rdma.toml");
-    assert_eq!(
-        rdma.image_name(),
-        "rdma",
-        "the name defaults to the file stem"
-    );
+    assert_eq!(rdma.image_name(), "rdma", "the name defaults to the file stem");
     let mlx5 = rdma.component("mlx5").expect("mlx5 chosen");
     assert_eq!(mlx5.reason, "chosen as rmem.transport");
     assert_eq!(mlx5.kind, Kind::Driver);
@@ -836,11 +779,7 @@ fn choosing_a_component_member_pulls_it_in() {
 
     // The app's own member of a choice: set in the config, provided by the app.
     let redis = resolve_file("redis.toml");
-    let policy = redis
-        .component("prefetch")
-        .unwrap()
-        .choice("policy")
-        .unwrap();
+    let policy = redis.component("prefetch").unwrap().choice("policy").unwrap();
     assert_eq!(policy.value, "redis");
     assert_eq!(policy.member_component.as_deref(), Some("redis"));
 }
@@ -848,17 +787,10 @@ fn choosing_a_component_member_pulls_it_in() {
 #[test]
 fn a_member_component_in_the_image_settles_its_choice() {
     let resolved = resolve_text(&image_with(&["pager", "mlx5"], "")).unwrap();
-    let transport = resolved
-        .component("rmem")
-        .unwrap()
-        .choice("transport")
-        .unwrap();
+    let transport = resolved.component("rmem").unwrap().choice("transport").unwrap();
     assert_eq!(transport.value, "mlx5");
     assert_eq!(transport.source, Source::Config("configs/bad.toml".into()));
-    assert_eq!(
-        resolved.component("mlx5").unwrap().reason,
-        "chosen in image.libraries"
-    );
+    assert_eq!(resolved.component("mlx5").unwrap().reason, "chosen in image.libraries");
 }
 
 #[test]
@@ -895,9 +827,7 @@ fn init_order_respects_depends_and_selects() {
     }
     assert_eq!(
         names(&resolve_file("redis.toml")),
-        [
-            "kvm", "mmu", "alloc", "sched", "rmem", "pager", "prefetch", "evictor", "redis"
-        ]
+        ["kvm", "mmu", "alloc", "sched", "rmem", "pager", "prefetch", "evictor", "redis"]
     );
 }
 
@@ -905,10 +835,7 @@ fn init_order_respects_depends_and_selects() {
 fn different_configs_give_different_features_and_values() {
     let hello = resolve_file("hello.toml");
     let redis = resolve_file("redis.toml");
-    assert_eq!(
-        hello.cargo_features(),
-        ["platform-kvm", "lib-mmu", "lib-alloc", "app-hello"]
-    );
+    assert_eq!(hello.cargo_features(), ["platform-kvm", "lib-mmu", "lib-alloc", "app-hello"]);
     assert_eq!(
         redis.cargo_features(),
         [
@@ -923,19 +850,9 @@ fn different_configs_give_different_features_and_values() {
             "app-redis"
         ]
     );
-    assert_eq!(
-        hello.option("alloc", "heap_size"),
-        Some(&Value::Size(8 << 20))
-    );
-    assert_eq!(
-        redis.option("alloc", "heap_size"),
-        Some(&Value::Size(16 << 20))
-    );
-    let heap = redis
-        .component("alloc")
-        .unwrap()
-        .option("heap_size")
-        .unwrap();
+    assert_eq!(hello.option("alloc", "heap_size"), Some(&Value::Size(8 << 20)));
+    assert_eq!(redis.option("alloc", "heap_size"), Some(&Value::Size(16 << 20)));
+    let heap = redis.component("alloc").unwrap().option("heap_size").unwrap();
     assert_eq!(heap.source, Source::Config("configs/redis.toml".into()));
     assert_eq!(redis.option("redis", "port"), Some(&Value::Int(7379)));
     assert!(hello.option("redis", "port").is_none());
@@ -963,10 +880,7 @@ fn the_resolved_file_has_the_documented_layout() {
     assert_eq!(image["platform"].as_str(), Some("kvm"));
     assert_eq!(image["config"].as_str(), Some("configs/redis.toml"));
     let components = doc["component"].as_array().unwrap();
-    let alloc = components
-        .iter()
-        .find(|c| c["name"].as_str() == Some("alloc"))
-        .unwrap();
+    let alloc = components.iter().find(|c| c["name"].as_str() == Some("alloc")).unwrap();
     assert_eq!(alloc["kind"].as_str(), Some("lib"));
     assert_eq!(alloc["crate"].as_str(), Some("remora-alloc"));
     assert_eq!(alloc["feature"].as_str(), Some("lib-alloc"));
@@ -975,18 +889,9 @@ fn the_resolved_file_has_the_documented_layout() {
     assert_eq!(heap["type"].as_str(), Some("size"));
     assert_eq!(heap["value"].as_integer(), Some(16 << 20));
     assert_eq!(heap["source"].as_str(), Some("configs/redis.toml"));
-    assert_eq!(
-        doc["option"]["sched"]["policy"]["type"].as_str(),
-        Some("enum")
-    );
-    assert_eq!(
-        doc["option"]["sched"]["policy"]["value"].as_str(),
-        Some("round_robin")
-    );
-    assert_eq!(
-        doc["option"]["kvm"]["debug_exit"]["value"].as_bool(),
-        Some(true)
-    );
+    assert_eq!(doc["option"]["sched"]["policy"]["type"].as_str(), Some("enum"));
+    assert_eq!(doc["option"]["sched"]["policy"]["value"].as_str(), Some("round_robin"));
+    assert_eq!(doc["option"]["kvm"]["debug_exit"]["value"].as_bool(), Some(true));
     let eviction = &doc["choice"]["pager"]["eviction"];
     assert_eq!(eviction["value"].as_str(), Some("evictor"));
     assert_eq!(eviction["member_component"].as_str(), Some("evictor"));
@@ -1010,11 +915,8 @@ fn the_resolved_file_round_trips() {
         assert_eq!(loaded, resolved, "{file}");
         assert_eq!(loaded.to_toml(), text, "{file}");
     }
-    let implied = resolve_text(&image_with(
-        &["pager"],
-        "[hello]\ngreeting = \"say \\\"hi\\\"\"\n",
-    ))
-    .unwrap();
+    let implied =
+        resolve_text(&image_with(&["pager"], "[hello]\ngreeting = \"say \\\"hi\\\"\"\n")).unwrap();
     assert_eq!(load_resolved(&implied.to_toml()).unwrap(), implied);
 }
 
@@ -1023,10 +925,7 @@ fn a_damaged_resolved_file_is_refused() {
     let text = resolve_file("hello.toml").to_toml();
     let damaged = text.replace("value = 8388608", "value = \"8M\"");
     let err = load_resolved(&damaged).unwrap_err().to_string();
-    assert!(
-        err.contains("`option.alloc.heap_size.value` is missing or not a size"),
-        "{err}"
-    );
+    assert!(err.contains("`option.alloc.heap_size.value` is missing or not a size"), "{err}");
     assert!(load_resolved("[image]\nname = \"x\"\n").is_err());
 }
 
@@ -1068,18 +967,12 @@ fn implied_choices_are_noted_and_reported() {
     // mlx5 pulled in by something other than the config: a catalog where pager selects it.
     let lib = "[component]\nname = \"fast\"\nkind = \"lib\"\ncrate = \"f\"\nselects = [\"rdma\"]\n";
     let driver = "[component]\nname = \"rdma\"\nkind = \"driver\"\ncrate = \"d\"\nprovides = [\"rmem.transport\"]\n";
-    let catalog = catalog_with(&[
-        ("libs/fast/Config.toml", lib),
-        ("drivers/rdma/Config.toml", driver),
-    ])
-    .unwrap();
+    let catalog =
+        catalog_with(&[("libs/fast/Config.toml", lib), ("drivers/rdma/Config.toml", driver)])
+            .unwrap();
     let head = "[image]\napp = \"hello\"\nplatform = \"kvm\"\nlibraries = [\"rmem\", \"fast\"]\n";
     let resolved = config::resolve_source(&catalog, "configs/f.toml", head).unwrap();
-    let transport = resolved
-        .component("rmem")
-        .unwrap()
-        .choice("transport")
-        .unwrap();
+    let transport = resolved.component("rmem").unwrap().choice("transport").unwrap();
     assert_eq!(transport.value, "rdma");
     assert_eq!(transport.source, Source::Implied("rdma".into()));
     assert!(

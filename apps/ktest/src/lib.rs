@@ -5,45 +5,39 @@
 
 #![no_std]
 
+extern crate alloc;
+
 use remora_kvm::{BootInfo, ExitStatus, println};
 
+mod memory_tests;
 mod platform_tests;
 
 /// A test: what it is called on the command line, and what it does.
-struct Test {
-    name: &'static str,
-    run: fn(&'static BootInfo) -> Result<(), &'static str>,
-}
+type TestFn = fn(&'static BootInfo) -> Result<(), &'static str>;
 
-const TESTS: &[Test] = &[
-    Test {
-        name: "panic",
-        run: platform_tests::panic,
-    },
-    Test {
-        name: "pagefault",
-        run: platform_tests::page_fault,
-    },
-    Test {
-        name: "timer",
-        run: platform_tests::timer,
-    },
+const TESTS: &[(&str, TestFn)] = &[
+    ("panic", platform_tests::panic),
+    ("pagefault", platform_tests::page_fault),
+    ("timer", platform_tests::timer),
+    ("frames", memory_tests::frames),
+    ("heap", memory_tests::heap),
+    ("oom", memory_tests::out_of_memory),
 ];
 
 pub fn main(boot: &'static BootInfo) -> ExitStatus {
     let Some(name) = boot.cmdline.get("test") else {
         println!("ktest: name a test with test=<name>; tests:");
-        for t in TESTS {
-            println!("  {}", t.name);
+        for (test, _) in TESTS {
+            println!("  {test}");
         }
         return ExitStatus::Failure;
     };
-    let Some(test) = TESTS.iter().find(|t| t.name == name) else {
+    let Some((_, run)) = TESTS.iter().find(|(test, _)| *test == name) else {
         println!("ktest: no test called {name:?}");
         return ExitStatus::Failure;
     };
     println!("ktest: running {name}");
-    match (test.run)(boot) {
+    match run(boot) {
         Ok(()) => {
             println!("ktest: {name} passed");
             ExitStatus::Success

@@ -18,17 +18,12 @@ impl<'a> Cmdline<'a> {
 
     /// `(key, value)` for every word; a bare flag has the value "".
     pub fn words(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.text
-            .split_ascii_whitespace()
-            .map(|w| w.split_once('=').unwrap_or((w, "")))
+        self.text.split_ascii_whitespace().map(|w| w.split_once('=').unwrap_or((w, "")))
     }
 
     /// The value of the last `key=value` with this key.
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.words()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
-            .last()
+        self.words().filter(|(k, _)| *k == key).map(|(_, v)| v).last()
     }
 
     pub fn has(&self, key: &str) -> bool {

@@ -65,10 +65,7 @@ pub fn read(rsdp: Option<u64>) -> Result<AcpiSummary, AcpiFailure> {
         }
     }
     .map_err(AcpiFailure)?;
-    let mut summary = AcpiSummary {
-        rsdp: rsdp.unwrap_or(0),
-        ..Default::default()
-    };
+    let mut summary = AcpiSummary { rsdp: rsdp.unwrap_or(0), ..Default::default() };
     if let Ok(madt) = tables.find_table::<Madt>() {
         for entry in madt.get().entries() {
             match entry {
@@ -86,16 +83,12 @@ pub fn read(rsdp: Option<u64>) -> Result<AcpiSummary, AcpiFailure> {
         }
     }
     if let Ok(mcfg) = tables.find_table::<Mcfg>() {
-        summary.ecam = mcfg
-            .entries()
-            .iter()
-            .find(|e| e.pci_segment_group == 0)
-            .map(|e| Ecam {
-                base: e.base_address,
-                segment: e.pci_segment_group,
-                bus_start: e.bus_number_start,
-                bus_end: e.bus_number_end,
-            });
+        summary.ecam = mcfg.entries().iter().find(|e| e.pci_segment_group == 0).map(|e| Ecam {
+            base: e.base_address,
+            segment: e.pci_segment_group,
+            bus_start: e.bus_number_start,
+            bus_end: e.bus_number_end,
+        });
     }
     Ok(summary)
 }

@@ -8,21 +8,13 @@ pub struct Size(pub u64);
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-        let unit = (0..UNITS.len())
-            .rev()
-            .find(|&u| self.0 >= 1u64 << (10 * u))
-            .unwrap_or(0);
+        let unit = (0..UNITS.len()).rev().find(|&u| self.0 >= 1u64 << (10 * u)).unwrap_or(0);
         let scale = 1u64 << (10 * unit);
-        let text = if self.0 % scale == 0 {
+        let text = if self.0.is_multiple_of(scale) {
             alloc_free_fmt(format_args!("{}{}", self.0 / scale, UNITS[unit]))
         } else {
             let tenths = (self.0 as u128 * 10 / scale as u128) as u64;
-            alloc_free_fmt(format_args!(
-                "{}.{}{}",
-                tenths / 10,
-                tenths % 10,
-                UNITS[unit]
-            ))
+            alloc_free_fmt(format_args!("{}.{}{}", tenths / 10, tenths % 10, UNITS[unit]))
         };
         f.pad(&text)
     }
@@ -30,10 +22,7 @@ impl fmt::Display for Size {
 
 /// Formats into a small stack buffer so that `pad` can align the result.
 fn alloc_free_fmt(args: fmt::Arguments<'_>) -> StackStr {
-    let mut s = StackStr {
-        buf: [0; 32],
-        len: 0,
-    };
+    let mut s = StackStr { buf: [0; 32], len: 0 };
     let _ = fmt::write(&mut s, args);
     s
 }

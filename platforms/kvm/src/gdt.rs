@@ -25,11 +25,13 @@ static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) };
 
 static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
     let mut tss = TaskStateSegment::new();
-    for slot in 0..3 {
-        // SAFETY: only the address is taken; the CPU is the stacks' only user.
-        let base = unsafe { &raw const IST_STACKS[slot] } as u64;
-        tss.interrupt_stack_table[slot] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+    // Only the addresses are taken; the CPU is the stacks' only user.
+    let stacks = &raw const IST_STACKS as u64;
+    let mut table = tss.interrupt_stack_table;
+    for (slot, entry) in table.iter_mut().take(3).enumerate() {
+        *entry = VirtAddr::new(stacks + ((slot + 1) * IST_STACK_SIZE) as u64);
     }
+    tss.interrupt_stack_table = table;
     tss
 });
 
@@ -45,12 +47,7 @@ static GDT: Lazy<Gdt> = Lazy::new(|| {
     let code = table.append(Descriptor::kernel_code_segment());
     let data = table.append(Descriptor::kernel_data_segment());
     let tss = table.append(Descriptor::tss_segment(&TSS));
-    Gdt {
-        table,
-        code,
-        data,
-        tss,
-    }
+    Gdt { table, code, data, tss }
 });
 
 pub fn init() {

@@ -123,10 +123,7 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         log::info!("command line: {}", cmdline.as_str());
     }
     if info.cmdline_truncated {
-        log::warn!(
-            "command line longer than {} bytes: cut",
-            start_info::MAX_CMDLINE
-        );
+        log::warn!("command line longer than {} bytes: cut", start_info::MAX_CMDLINE);
     }
     let mut total = 0;
     for entry in info.memory_map() {
@@ -136,10 +133,7 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         }
     }
     if info.dropped_entries > 0 {
-        log::warn!(
-            "memory map: {} entries beyond the first 64 ignored",
-            info.dropped_entries
-        );
+        log::warn!("memory map: {} entries beyond the first 64 ignored", info.dropped_entries);
     }
 
     let free = free_ranges(info.memory_map(), &layout, &table_frames);
@@ -156,11 +150,7 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
         Ok(acpi) => {
             log::info!(
                 "ACPI: RSDP {}, {} processor(s), {} I/O APIC(s), ECAM {}",
-                if acpi.rsdp != 0 {
-                    "from the loader"
-                } else {
-                    "found in the BIOS area"
-                },
+                if acpi.rsdp != 0 { "from the loader" } else { "found in the BIOS area" },
                 acpi.processors,
                 acpi.io_apics.len(),
                 match acpi.ecam {

@@ -126,17 +126,10 @@ pub unsafe fn init(map: &[MemoryMapEntry], layout: &ImageLayout) -> Range<u64> {
         .find(|r| r.end > r.start && r.end - r.start >= 64 * PAGE)
         .unwrap_or_else(|| crate::early_panic("no usable memory after the image"));
     // Without NX (EFER.NXE clear) bit 63 is reserved: leave it out.
-    let nx = if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
-        NO_EXECUTE
-    } else {
-        0
-    };
+    let nx = if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) { NO_EXECUTE } else { 0 };
     let mut builder = Builder {
         root: 0,
-        frames: BootFrames {
-            range: region.clone(),
-            next: align_up(region.start, PAGE),
-        },
+        frames: BootFrames { range: region.clone(), next: align_up(region.start, PAGE) },
     };
     builder.root = builder.frames.alloc_table();
 
@@ -163,19 +156,13 @@ pub unsafe fn init(map: &[MemoryMapEntry], layout: &ImageLayout) -> Range<u64> {
 
     // The direct map: everything up to the end of the highest RAM, and at least 4 GiB so
     // that the local APIC, the I/O APIC, ECAM and 32-bit BARs are covered.
-    let ram_end = map
-        .iter()
-        .filter(|e| is_ram(e.kind))
-        .map(|e| e.end())
-        .max()
-        .unwrap_or(0);
+    let ram_end = map.iter().filter(|e| is_ram(e.kind)).map(|e| e.end()).max().unwrap_or(0);
     let end = align_up(ram_end.max(4 * GIB), GIB);
     let mut phys = 0;
     while phys < end {
         let chunk = phys..phys + HUGE;
-        let is_ram = map
-            .iter()
-            .any(|e| is_ram(e.kind) && e.start < chunk.end && e.end() > chunk.start);
+        let is_ram =
+            map.iter().any(|e| is_ram(e.kind) && e.start < chunk.end && e.end() > chunk.start);
         let cache = if is_ram { 0 } else { NO_CACHE | WRITE_THROUGH };
         builder.map(
             phys_to_virt(phys),
@@ -228,7 +215,7 @@ pub fn describe_address(virt: u64) -> Option<&'static str> {
         Some("in page 0: a null pointer dereference")
     } else if guard != 0 && (guard..guard + PAGE).contains(&virt) {
         Some("in the guard page below the boot stack: the main thread's stack overflowed")
-    } else if !VirtAddr::try_new(virt).is_ok() {
+    } else if VirtAddr::try_new(virt).is_err() {
         Some("a non-canonical address")
     } else {
         None

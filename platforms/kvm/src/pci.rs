@@ -28,11 +28,7 @@ pub enum ConfigAccess {
     /// Ports 0xcf8/0xcfc: the first 256 bytes of each function.
     PortIo,
     /// The memory-mapped ECAM window, through the direct map.
-    Ecam {
-        virt_base: u64,
-        bus_start: u8,
-        bus_end: u8,
-    },
+    Ecam { virt_base: u64, bus_start: u8, bus_end: u8 },
 }
 
 /// Serialises the two-step port I/O access.
@@ -50,9 +46,9 @@ impl ConfigAccess {
     fn in_range(&self, address: PciAddress) -> bool {
         match *self {
             ConfigAccess::PortIo => true,
-            ConfigAccess::Ecam {
-                bus_start, bus_end, ..
-            } => (bus_start..=bus_end).contains(&address.bus()),
+            ConfigAccess::Ecam { bus_start, bus_end, .. } => {
+                (bus_start..=bus_end).contains(&address.bus())
+            }
         }
     }
 }
@@ -71,11 +67,7 @@ impl ConfigRegionAccess for ConfigAccess {
                     Port::<u32>::new(0xcfc).read()
                 }
             }
-            ConfigAccess::Ecam {
-                virt_base,
-                bus_start,
-                ..
-            } => {
+            ConfigAccess::Ecam { virt_base, bus_start, .. } => {
                 let at = Self::ecam_address(virt_base, bus_start, address, offset);
                 // SAFETY: inside the ECAM window (bus checked above), mapped uncached.
                 unsafe { (at as *const u32).read_volatile() }
@@ -96,11 +88,7 @@ impl ConfigRegionAccess for ConfigAccess {
                     Port::<u32>::new(0xcfc).write(value);
                 }
             }
-            ConfigAccess::Ecam {
-                virt_base,
-                bus_start,
-                ..
-            } => {
+            ConfigAccess::Ecam { virt_base, bus_start, .. } => {
                 let at = Self::ecam_address(virt_base, bus_start, address, offset);
                 // SAFETY: as in `read`.
                 unsafe { (at as *mut u32).write_volatile(value) }
@@ -120,16 +108,8 @@ fn port_io_address(address: PciAddress, offset: u16) -> u32 {
 /// One BAR as the kernel sees it after assignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BarInfo {
-    Memory {
-        address: u64,
-        size: u64,
-        is_64bit: bool,
-        prefetchable: bool,
-    },
-    Io {
-        port: u32,
-        size: u32,
-    },
+    Memory { address: u64, size: u64, is_64bit: bool, prefetchable: bool },
+    Io { port: u32, size: u32 },
 }
 
 /// A PCI function found at boot.
@@ -159,26 +139,12 @@ impl PciDevice {
     /// The BAR in `slot` as the `pci_types` crate describes it (for drivers built on it).
     pub fn bar(&self, slot: u8) -> Option<Bar> {
         match self.bars.get(slot as usize).copied().flatten()? {
-            BarInfo::Memory {
-                address,
-                size,
-                is_64bit: true,
-                prefetchable,
-            } => Some(Bar::Memory64 {
-                address,
-                size,
-                prefetchable,
-            }),
-            BarInfo::Memory {
-                address,
-                size,
-                prefetchable,
-                ..
-            } => Some(Bar::Memory32 {
-                address: address as u32,
-                size: size as u32,
-                prefetchable,
-            }),
+            BarInfo::Memory { address, size, is_64bit: true, prefetchable } => {
+                Some(Bar::Memory64 { address, size, prefetchable })
+            }
+            BarInfo::Memory { address, size, prefetchable, .. } => {
+                Some(Bar::Memory32 { address: address as u32, size: size as u32, prefetchable })
+            }
             BarInfo::Io { port, .. } => Some(Bar::Io { port }),
         }
     }
@@ -222,18 +188,9 @@ impl fmt::Display for PciDevice {
             self.subclass
         )?;
         for (slot, bar) in self.bars.iter().enumerate() {
-            let assigned = if self.assigned_by_kernel & (1 << slot) != 0 {
-                "*"
-            } else {
-                ""
-            };
+            let assigned = if self.assigned_by_kernel & (1 << slot) != 0 { "*" } else { "" };
             match bar {
-                Some(BarInfo::Memory {
-                    address,
-                    size,
-                    is_64bit,
-                    ..
-                }) => write!(
+                Some(BarInfo::Memory { address, size, is_64bit, .. }) => write!(
                     f,
                     " BAR{slot}{assigned}=mem{} {address:#x}+{}",
                     if *is_64bit { "64" } else { "32" },
@@ -311,22 +268,15 @@ pub fn init(ecam: Option<Ecam>, memory_map: &[MemoryMapEntry]) {
     // 32-bit memory window: above every RAM or reserved range below the I/O APIC, and
     // above the ECAM window; 16 MiB aligned.
     const IO_APIC: u64 = 0xfec0_0000;
-    let mut mem_start = memory_map
-        .iter()
-        .filter(|e| e.end() <= IO_APIC)
-        .map(|e| e.end())
-        .max()
-        .unwrap_or(0);
+    let mut mem_start =
+        memory_map.iter().filter(|e| e.end() <= IO_APIC).map(|e| e.end()).max().unwrap_or(0);
     if let Some(e) = ecam
         && e.base < IO_APIC
     {
         mem_start = mem_start.max(e.base + ((e.bus_end as u64 + 1 - e.bus_start as u64) << 20));
     }
     let mem_start = (mem_start + 0xff_ffff) & !0xff_ffff;
-    let mut windows = Windows {
-        mem: mem_start..IO_APIC,
-        io: 0xc000..0x1_0000,
-    };
+    let mut windows = Windows { mem: mem_start..IO_APIC, io: 0xc000..0x1_0000 };
 
     let mut found = heapless::Vec::new();
     scan_bus(access, 0, &mut found, &mut windows, 0);
@@ -349,11 +299,7 @@ fn scan_bus(
         if vendor == 0xffff {
             continue;
         }
-        let functions = if header.has_multiple_functions(access) {
-            8
-        } else {
-            1
-        };
+        let functions = if header.has_multiple_functions(access) { 8 } else { 1 };
         for function in 0..functions {
             let address = PciAddress::new(0, bus, device, function);
             let header = PciHeader::new(address);
@@ -445,17 +391,9 @@ fn assign_bars(access: ConfigAccess, dev: &mut PciDevice, windows: &mut Windows)
             let (mut base, size, is_64bit) = match upper_mask {
                 Some(upper_mask) => {
                     let full_mask = (upper_mask as u64) << 32 | (mask & !0xf) as u64;
-                    (
-                        (upper as u64) << 32 | (raw & !0xf) as u64,
-                        (!full_mask).wrapping_add(1),
-                        true,
-                    )
+                    ((upper as u64) << 32 | (raw & !0xf) as u64, (!full_mask).wrapping_add(1), true)
                 }
-                None => (
-                    (raw & !0xf) as u64,
-                    (!(mask & !0xf)).wrapping_add(1) as u64,
-                    false,
-                ),
+                None => ((raw & !0xf) as u64, (!(mask & !0xf)).wrapping_add(1) as u64, false),
             };
             if base == 0 && size != 0 {
                 match windows.alloc_mem(size) {
@@ -476,12 +414,8 @@ fn assign_bars(access: ConfigAccess, dev: &mut PciDevice, windows: &mut Windows)
                     ),
                 }
             }
-            dev.bars[slot as usize] = Some(BarInfo::Memory {
-                address: base,
-                size,
-                is_64bit,
-                prefetchable,
-            });
+            dev.bars[slot as usize] =
+                Some(BarInfo::Memory { address: base, size, is_64bit, prefetchable });
             command |= CommandRegister::MEMORY_ENABLE;
             slot += if is_64bit { 2 } else { 1 };
         }

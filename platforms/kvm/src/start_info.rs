@@ -140,11 +140,8 @@ impl StartInfo {
             return Err(StartInfoError::NoMemoryMap);
         }
         let mut info = StartInfo {
-            entries: [MemoryMapEntry {
-                start: 0,
-                size: 0,
-                kind: MemoryKind::Reserved,
-            }; MAX_MEMORY_MAP_ENTRIES],
+            entries: [MemoryMapEntry { start: 0, size: 0, kind: MemoryKind::Reserved };
+                MAX_MEMORY_MAP_ENTRIES],
             entry_count: 0,
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
@@ -163,11 +160,8 @@ impl StartInfo {
                 info.dropped_entries += 1;
                 continue;
             }
-            info.entries[info.entry_count] = MemoryMapEntry {
-                start: e.addr,
-                size: e.size,
-                kind: MemoryKind::from_raw(e.kind),
-            };
+            info.entries[info.entry_count] =
+                MemoryMapEntry { start: e.addr, size: e.size, kind: MemoryKind::from_raw(e.kind) };
             info.entry_count += 1;
         }
         info.entries[..info.entry_count].sort_unstable_by_key(|e| e.start);

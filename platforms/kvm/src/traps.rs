@@ -12,6 +12,7 @@ use core::arch::global_asm;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use spin::Once;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
@@ -138,25 +139,14 @@ const INTERRUPT_GATE: u8 = 0x8e; // present, DPL 0, 64-bit interrupt gate (IF cl
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt([Gate {
-    offset_low: 0,
-    selector: 0,
-    ist: 0,
-    attributes: 0,
-    offset_mid: 0,
-    offset_high: 0,
-    reserved: 0,
-}; 256]);
+/// Every vector points at its stub; only the double fault, NMI and machine check use IST.
+static IDT: Once<Idt> = Once::new();
 
-/// Fills and loads the IDT. Runs once, on the boot CPU, before interrupts are enabled.
-pub fn init() {
+fn build_idt() -> Idt {
     // The stubs are 16 bytes apart from this address on.
     let stubs = &raw const remora_trap_stubs as u64;
     let selector = gdt::code_selector();
-    // SAFETY: init runs once before any interrupt can arrive, so nothing reads the IDT
-    // while it is written.
-    let idt = unsafe { &mut *(&raw mut IDT) };
-    for (vector, gate) in idt.0.iter_mut().enumerate() {
+    Idt(core::array::from_fn(|vector| {
         let handler = stubs + vector as u64 * STUB_SIZE;
         let ist = match vector as u8 {
             DOUBLE_FAULT => gdt::IST_DOUBLE_FAULT,
@@ -164,7 +154,7 @@ pub fn init() {
             18 => gdt::IST_MACHINE_CHECK,
             _ => 0,
         };
-        *gate = Gate {
+        Gate {
             offset_low: handler as u16,
             selector,
             ist,
@@ -172,8 +162,13 @@ pub fn init() {
             offset_mid: (handler >> 16) as u16,
             offset_high: (handler >> 32) as u32,
             reserved: 0,
-        };
-    }
+        }
+    }))
+}
+
+/// Fills and loads the IDT. Runs on the boot CPU before interrupts are enabled.
+pub fn init() {
+    let idt = IDT.call_once(build_idt);
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(idt as *const Idt as u64),
@@ -300,11 +295,7 @@ struct PageFaultCode(u64);
 impl fmt::Display for PageFaultCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
-        f.write_str(if e & 1 != 0 {
-            "protection violation"
-        } else {
-            "page not present"
-        })?;
+        f.write_str(if e & 1 != 0 { "protection violation" } else { "page not present" })?;
         f.write_str(if e & 2 != 0 { ", write" } else { ", read" })?;
         if e & 16 != 0 {
             f.write_str(", instruction fetch")?;
@@ -385,16 +376,17 @@ pub fn write_backtrace(out: &mut dyn Write, rip: u64, mut rbp: u64) -> fmt::Resu
     writeln!(out, "    backtrace:")?;
     writeln!(out, "      #0  {rip:#018x}")?;
     for depth in 1..32 {
-        if rbp == 0 || rbp % 8 != 0 || !paging::is_mapped(rbp) || !paging::is_mapped(rbp + 8) {
+        if rbp == 0
+            || !rbp.is_multiple_of(8)
+            || !paging::is_mapped(rbp)
+            || !paging::is_mapped(rbp + 8)
+        {
             break;
         }
         // SAFETY: `rbp` is 8-aligned and both words are mapped; frame-pointer chains
         // hold (saved rbp, return address) pairs.
         let (next, ret) = unsafe {
-            (
-                core::ptr::read(rbp as *const u64),
-                core::ptr::read((rbp + 8) as *const u64),
-            )
+            (core::ptr::read(rbp as *const u64), core::ptr::read((rbp + 8) as *const u64))
         };
         if ret == 0 {
             break;

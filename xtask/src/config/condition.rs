@@ -83,12 +83,7 @@ pub enum Test {
     /// `lib.key <op> value`: the component is in the image and its option or choice
     /// `key` compares so with `value` (a choice's member is a [`Value::Enum`]).
     /// `lib.flag` is `lib.flag == true`, `!lib.flag` is `lib.flag == false`.
-    Compare {
-        component: String,
-        key: String,
-        op: Op,
-        value: Value,
-    },
+    Compare { component: String, key: String, op: Op, value: Value },
 }
 
 impl Condition {
@@ -144,9 +139,7 @@ pub(crate) fn parse(text: &str) -> Result<RawCondition, String> {
     let component = parts.next().unwrap_or_default();
     let key = parts.next();
     if parts.next().is_some() {
-        return Err(format!(
-            "`{path}` has too many dots; write `lib` or `lib.option`"
-        ));
+        return Err(format!("`{path}` has too many dots; write `lib` or `lib.option`"));
     }
     for name in std::iter::once(component).chain(key) {
         if !is_identifier(name) {
@@ -163,9 +156,7 @@ pub(crate) fn parse(text: &str) -> Result<RawCondition, String> {
         ));
     }
     if negated && compare.is_some() {
-        return Err(
-            "`!` cannot precede a comparison; use `!=` or the opposite operator".to_owned(),
-        );
+        return Err("`!` cannot precede a comparison; use `!=` or the opposite operator".to_owned());
     }
     Ok(RawCondition {
         negated,
@@ -223,40 +214,18 @@ mod tests {
     fn parses_every_form() {
         assert_eq!(parse("mmu"), Ok(raw(false, "mmu", None, None)));
         assert_eq!(parse(" !net "), Ok(raw(true, "net", None, None)));
-        assert_eq!(
-            parse("kvm.debug"),
-            Ok(raw(false, "kvm", Some("debug"), None))
-        );
-        assert_eq!(
-            parse("!kvm.debug"),
-            Ok(raw(true, "kvm", Some("debug"), None))
-        );
+        assert_eq!(parse("kvm.debug"), Ok(raw(false, "kvm", Some("debug"), None)));
+        assert_eq!(parse("!kvm.debug"), Ok(raw(true, "kvm", Some("debug"), None)));
         assert_eq!(
             parse("pager.local_memory >= 1M"),
-            Ok(raw(
-                false,
-                "pager",
-                Some("local_memory"),
-                Some((Op::Ge, "1M"))
-            ))
+            Ok(raw(false, "pager", Some("local_memory"), Some((Op::Ge, "1M"))))
         );
         assert_eq!(
             parse("rmem.transport==\"virtio-net\""),
-            Ok(raw(
-                false,
-                "rmem",
-                Some("transport"),
-                Some((Op::Eq, "virtio-net"))
-            ))
+            Ok(raw(false, "rmem", Some("transport"), Some((Op::Eq, "virtio-net"))))
         );
-        assert_eq!(
-            parse("a.b < 3"),
-            Ok(raw(false, "a", Some("b"), Some((Op::Lt, "3"))))
-        );
-        assert_eq!(
-            parse("a.b != x"),
-            Ok(raw(false, "a", Some("b"), Some((Op::Ne, "x"))))
-        );
+        assert_eq!(parse("a.b < 3"), Ok(raw(false, "a", Some("b"), Some((Op::Lt, "3")))));
+        assert_eq!(parse("a.b != x"), Ok(raw(false, "a", Some("b"), Some((Op::Ne, "x")))));
     }
 
     #[test]

@@ -125,20 +125,12 @@ pub(crate) fn suggestion(input: &str, candidates: &[&str], label: &str, empty: &
 
 /// `"a", "b", "c"`: a list of string values as a user would write them.
 pub(crate) fn quoted_list(values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|v| format!("\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")
 }
 
 /// `an app`, `a lib`: a word with its indefinite article.
 pub(crate) fn a(word: impl std::fmt::Display) -> String {
     let word = word.to_string();
-    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
     format!("{article} {word}")
 }

@@ -79,10 +79,7 @@ pub(crate) fn get<'a>(table: &'a Table, key: &str) -> Option<&'a Node> {
 pub(crate) fn parse(text: &str) -> Result<Table, String> {
     match toml::from_str::<Node>(text) {
         Ok(Node::Table(table)) => Ok(table),
-        Ok(other) => Err(format!(
-            "expected a TOML document, found a {}",
-            other.type_name()
-        )),
+        Ok(other) => Err(format!("expected a TOML document, found a {}", other.type_name())),
         Err(e) => {
             let message = e.message().trim().replace('\n', " ");
             match e.span() {
@@ -130,9 +127,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        i64::try_from(v)
-            .map(Node::Int)
-            .map_err(|_| E::custom(format!("integer {v} is too large")))
+        i64::try_from(v).map(Node::Int).map_err(|_| E::custom(format!("integer {v} is too large")))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
@@ -193,10 +188,7 @@ mod tests {
         assert_eq!(get(&table, "c"), Some(&Node::Float(1.5)));
         assert_eq!(get(&table, "d"), Some(&Node::Str("x".into())));
         assert_eq!(get(&table, "e").unwrap().type_name(), "datetime");
-        assert_eq!(
-            get(&table, "f"),
-            Some(&Node::Array(vec![Node::Int(1), Node::Int(2)]))
-        );
+        assert_eq!(get(&table, "f"), Some(&Node::Array(vec![Node::Int(1), Node::Int(2)])));
     }
 
     #[test]

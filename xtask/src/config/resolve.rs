@@ -43,11 +43,7 @@ pub fn resolve_source(
     text: &str,
 ) -> Result<Resolved, ConfigError> {
     let table = doc::parse(text).map_err(|e| {
-        ConfigError::single(Diagnostic::new(
-            config_path,
-            None,
-            format!("not valid TOML: {e}"),
-        ))
+        ConfigError::single(Diagnostic::new(config_path, None, format!("not valid TOML: {e}")))
     })?;
     let mut resolver = Resolver {
         catalog,
@@ -76,14 +72,12 @@ pub fn resolve_source(
 
 /// `path` relative to `root` with `/` separators when it is inside it, else as given.
 fn display_path(root: &Path, path: &Path) -> String {
-    let relative = path
-        .strip_prefix(root)
-        .map(Path::to_path_buf)
-        .ok()
-        .or_else(|| match (root.canonicalize(), path.canonicalize()) {
+    let relative = path.strip_prefix(root).map(Path::to_path_buf).ok().or_else(|| {
+        match (root.canonicalize(), path.canonicalize()) {
             (Ok(root), Ok(path)) => path.strip_prefix(&root).map(Path::to_path_buf).ok(),
             _ => None,
-        });
+        }
+    });
     let shown: PathBuf = relative.unwrap_or_else(|| path.to_path_buf());
     shown
         .components()
@@ -157,8 +151,7 @@ const IMAGE_KEYS: [&str; 4] = ["name", "app", "platform", "libraries"];
 
 impl<'a> Resolver<'a> {
     fn error(&mut self, key: Option<&str>, message: impl Into<String>, fix: Option<String>) {
-        self.diags
-            .push(Diagnostic::new(self.file, key, message).maybe_fix(fix));
+        self.diags.push(Diagnostic::new(self.file, key, message).maybe_fix(fix));
     }
 
     fn run(&mut self, table: &Table) -> Resolved {
@@ -235,19 +228,13 @@ impl<'a> Resolver<'a> {
                 );
             }
         }
-        let stem = self
-            .file
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(".toml")
-            .to_owned();
+        let stem =
+            self.file.rsplit('/').next().unwrap_or_default().trim_end_matches(".toml").to_owned();
         let name = match doc::get(t, "name") {
             None => stem,
             Some(Node::Str(s))
                 if !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
             {
                 s.clone()
             }
@@ -313,11 +300,7 @@ impl<'a> Resolver<'a> {
                     );
                 }
                 Some(c) if !c.kind.is_library() => {
-                    let key = if c.kind == Kind::App {
-                        "app"
-                    } else {
-                        "platform"
-                    };
+                    let key = if c.kind == Kind::App { "app" } else { "platform" };
                     self.error(
                         Some("image.libraries"),
                         format!(
@@ -327,10 +310,7 @@ impl<'a> Resolver<'a> {
                         Some(format!("set it as `image.{key}` instead")),
                     );
                 }
-                Some(c)
-                    if libraries
-                        .iter()
-                        .any(|l: &&ComponentSchema| l.name == c.name) => {}
+                Some(c) if libraries.iter().any(|l: &&ComponentSchema| l.name == c.name) => {}
                 Some(c) => libraries.push(c),
             }
         }
@@ -360,11 +340,7 @@ impl<'a> Resolver<'a> {
                 Some(c) => {
                     self.error(
                         Some(&key),
-                        format!(
-                            "`{key}` names `{name}`, which is {}, not {}",
-                            a(c.kind),
-                            a(field)
-                        ),
+                        format!("`{key}` names `{name}`, which is {}, not {}", a(c.kind), a(field)),
                         Some(format!("{plural}: {}", known.join(", "))),
                     );
                     None
@@ -396,16 +372,9 @@ impl<'a> Resolver<'a> {
     /// Reads `[<component>]`: option values and choice members.
     fn read_component_table(&mut self, name: &str, node: &Node) {
         let Some(component) = self.catalog.get(name) else {
-            let components: Vec<&str> = self
-                .catalog
-                .components()
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            let list = format!(
-                "tables: [image] and one per component: {}",
-                components.join(", ")
-            );
+            let components: Vec<&str> =
+                self.catalog.components().iter().map(|c| c.name.as_str()).collect();
+            let list = format!("tables: [image] and one per component: {}", components.join(", "));
             let candidates = components.iter().copied().chain(["image"]);
             let fix = match closest(name, candidates) {
                 Some(near) => format!("did you mean `[{near}]`? ({list})"),
@@ -413,10 +382,9 @@ impl<'a> Resolver<'a> {
             };
             let (message, fix) = match node {
                 Node::Table(_) => (format!("unknown table `[{name}]`"), fix),
-                _ if IMAGE_KEYS.contains(&name) => (
-                    format!("`{name}` is outside any table"),
-                    "move it under [image]".to_owned(),
-                ),
+                _ if IMAGE_KEYS.contains(&name) => {
+                    (format!("`{name}` is outside any table"), "move it under [image]".to_owned())
+                }
                 _ => (
                     format!(
                         "unknown key `{name}`: settings go under [image] or a component's table"
@@ -430,10 +398,7 @@ impl<'a> Resolver<'a> {
         let Node::Table(table) = node else {
             self.error(
                 Some(name),
-                format!(
-                    "`{name}` must be a table of its options, found {}",
-                    node.type_name()
-                ),
+                format!("`{name}` must be a table of its options, found {}", node.type_name()),
                 Some(format!("write [{name}] and its options below it")),
             );
             return;
@@ -443,9 +408,7 @@ impl<'a> Resolver<'a> {
             let full = format!("{name}.{key}");
             if let Some(option) = component.option(key) {
                 match option.ty.read(value) {
-                    Ok(v) => self
-                        .settings
-                        .push((&component.name, key.clone(), Setting::Option(v))),
+                    Ok(v) => self.settings.push((&component.name, key.clone(), Setting::Option(v))),
                     Err(e) => {
                         let (message, fix) = e.describe(&full);
                         self.error(Some(&full), message, fix);
@@ -453,8 +416,7 @@ impl<'a> Resolver<'a> {
                 }
             } else if let Some(choice) = component.choice(key) {
                 if let Some(member) = self.read_member(&full, choice, value) {
-                    self.settings
-                        .push((&component.name, key.clone(), Setting::Choice(member)));
+                    self.settings.push((&component.name, key.clone(), Setting::Choice(member)));
                 }
             } else {
                 let keys = component.keys();
@@ -498,10 +460,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn setting(&self, component: &str, key: &str) -> Option<&Setting> {
-        self.settings
-            .iter()
-            .find(|(c, k, _)| *c == component && k == key)
-            .map(|(_, _, s)| s)
+        self.settings.iter().find(|(c, k, _)| *c == component && k == key).map(|(_, _, s)| s)
     }
 
     fn chosen_member(&self, component: &str, choice: &str) -> Option<&str> {
@@ -562,9 +521,7 @@ impl<'a> Resolver<'a> {
         }
         for lib in libraries {
             if !self.add(&lib.name, Reason::Listed) {
-                let reason = self
-                    .index(&lib.name)
-                    .map(|i| self.image[i].reason.to_string());
+                let reason = self.index(&lib.name).map(|i| self.image[i].reason.to_string());
                 self.notes.push(format!(
                     "{} is listed in image.libraries but is in the image anyway ({})",
                     lib.name,
@@ -581,8 +538,7 @@ impl<'a> Resolver<'a> {
                 self.expanded += 1;
                 for selected in &schema.selects {
                     if self.add(selected, Reason::SelectedBy(schema.name.clone())) {
-                        self.notes
-                            .push(format!("{selected} selected by {}", schema.name));
+                        self.notes.push(format!("{selected} selected by {}", schema.name));
                     }
                 }
                 for choice in &schema.choices {
@@ -608,10 +564,7 @@ impl<'a> Resolver<'a> {
             let schema = self.image[i].schema;
             for choice in &schema.choices {
                 if self.chosen_member(&schema.name, &choice.name).is_some()
-                    || choice
-                        .providers
-                        .iter()
-                        .any(|p| self.index(&p.component).is_some())
+                    || choice.providers.iter().any(|p| self.index(&p.component).is_some())
                 {
                     continue;
                 }
@@ -622,8 +575,7 @@ impl<'a> Resolver<'a> {
                 let group = format!("{}.{}", schema.name, choice.name);
                 let provider = provider.to_owned();
                 if self.add(&provider, Reason::ChoiceDefault(group.clone())) {
-                    self.notes
-                        .push(format!("{provider} pulled in as the default of {group}"));
+                    self.notes.push(format!("{provider} pulled in as the default of {group}"));
                     return true;
                 }
             }
@@ -662,11 +614,7 @@ impl<'a> Resolver<'a> {
                         }
                     },
                 };
-                options.push(ResolvedOption {
-                    name: option.name.clone(),
-                    value,
-                    source,
-                });
+                options.push(ResolvedOption { name: option.name.clone(), value, source });
             }
             let mut choices = Vec::new();
             for choice in &schema.choices {
@@ -718,10 +666,8 @@ impl<'a> Resolver<'a> {
             }
         }
         if wanted.len() > 1 {
-            let described: Vec<String> = wanted
-                .iter()
-                .map(|(m, why, _)| format!("\"{m}\" ({why})"))
-                .collect();
+            let described: Vec<String> =
+                wanted.iter().map(|(m, why, _)| format!("\"{m}\" ({why})")).collect();
             self.error(
                 Some(&key),
                 format!("two members of choice `{key}`: {}", described.join(" and ")),
@@ -751,8 +697,7 @@ impl<'a> Resolver<'a> {
             },
         };
         if let Source::Implied(by) = &source {
-            self.notes
-                .push(format!("{key} = \"{value}\" because {by} is in the image"));
+            self.notes.push(format!("{key} = \"{value}\" because {by} is in the image"));
         }
         Some(ResolvedChoice {
             member_component: choice.provider(&value).map(str::to_owned),
@@ -961,11 +906,7 @@ impl<'a> Resolver<'a> {
             Diagnostic::new(
                 &first.schema_path,
                 Some("component.depends"),
-                format!(
-                    "dependency cycle: {} ({})",
-                    names.join(" -> "),
-                    detail.join("; ")
-                ),
+                format!("dependency cycle: {} ({})", names.join(" -> "), detail.join("; ")),
             )
             .fix("no init order exists: remove one of these edges from `depends` or `selects`"),
         );

@@ -157,11 +157,8 @@ impl Resolved {
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
-        let _ = writeln!(
-            out,
-            "# Resolved by `cargo xtask config` from {}; do not edit.",
-            self.config
-        );
+        let _ =
+            writeln!(out, "# Resolved by `cargo xtask config` from {}; do not edit.", self.config);
         for note in &self.notes {
             let _ = writeln!(out, "# note: {note}");
         }
@@ -215,11 +212,7 @@ impl Resolved {
         let _ = writeln!(out, "components in init order:");
         let last = self.components.len().saturating_sub(1);
         for (i, c) in self.components.iter().enumerate() {
-            let (branch, stem) = if i == last {
-                ("└─", "   ")
-            } else {
-                ("├─", "│  ")
-            };
+            let (branch, stem) = if i == last { ("└─", "   ") } else { ("├─", "│  ") };
             let _ = writeln!(
                 out,
                 "{branch} {} ({} {}, feature {}): {}",
@@ -296,10 +289,7 @@ pub fn load_resolved(toml_text: &str) -> Result<Resolved, ConfigError> {
                 .iter()
                 .map(|(k, v)| match v {
                     Node::Table(inner) => Ok((k.clone(), inner.clone())),
-                    _ => Err(fail(
-                        &format!("{key}.{k}"),
-                        format!("`{key}.{k}` is not a table"),
-                    )),
+                    _ => Err(fail(&format!("{key}.{k}"), format!("`{key}.{k}` is not a table"))),
                 })
                 .collect(),
             Some(_) => Err(fail(key, format!("`{key}` is not a table"))),
@@ -327,18 +317,12 @@ pub fn load_resolved(toml_text: &str) -> Result<Resolved, ConfigError> {
         Some(Node::Array(items)) => items.as_slice(),
         None => &[],
         Some(_) => {
-            return Err(fail(
-                "component",
-                "`component` is not an array of tables".to_owned(),
-            ));
+            return Err(fail("component", "`component` is not an array of tables".to_owned()));
         }
     };
     for item in components {
         let Node::Table(t) = item else {
-            return Err(fail(
-                "component",
-                "`component` is not an array of tables".to_owned(),
-            ));
+            return Err(fail("component", "`component` is not an array of tables".to_owned()));
         };
         let kind = string(t, "component", "kind")?;
         let kind = Kind::from_name(&kind)
@@ -381,11 +365,7 @@ pub fn load_resolved(toml_text: &str) -> Result<Resolved, ConfigError> {
                 }
             };
             let source = Source::parse(&string(&t, &key, "source")?);
-            resolved.components[index].options.push(ResolvedOption {
-                name,
-                value,
-                source,
-            });
+            resolved.components[index].options.push(ResolvedOption { name, value, source });
         }
     }
 

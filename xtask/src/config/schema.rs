@@ -116,10 +116,7 @@ impl ChoiceSchema {
 
     /// The component that provides `member`, if it is not built in.
     pub fn provider(&self, member: &str) -> Option<&str> {
-        self.providers
-            .iter()
-            .find(|p| p.member == member)
-            .map(|p| p.component.as_str())
+        self.providers.iter().find(|p| p.member == member).map(|p| p.component.as_str())
     }
 }
 
@@ -222,11 +219,7 @@ impl Catalog {
             }
         }
         let catalog = link::link(root, parsed, &mut diags);
-        if diags.is_empty() {
-            Ok(catalog)
-        } else {
-            Err(ConfigError::new(diags))
-        }
+        if diags.is_empty() { Ok(catalog) } else { Err(ConfigError::new(diags)) }
     }
 }
 

@@ -57,12 +57,10 @@ impl OptionType {
     /// The range as a user writes it (`1M..=1G`), if there is one.
     pub(crate) fn range_text(&self) -> Option<String> {
         match self {
-            OptionType::Int {
-                range: Some((lo, hi)),
-            } => Some(format!("from {lo} to {hi}")),
-            OptionType::Size {
-                range: Some((lo, hi)),
-            } => Some(format!("from {} to {}", format_size(*lo), format_size(*hi))),
+            OptionType::Int { range: Some((lo, hi)) } => Some(format!("from {lo} to {hi}")),
+            OptionType::Size { range: Some((lo, hi)) } => {
+                Some(format!("from {} to {}", format_size(*lo), format_size(*hi)))
+            }
             _ => None,
         }
     }
@@ -76,29 +74,20 @@ impl OptionType {
 
     /// Reads a TOML value as a value of this type, without range or allowed-value checks.
     fn read_unchecked(&self, node: &Node) -> Result<Value, ValueError> {
-        let wrong = || ValueError::WrongType {
-            expected: self.expectation(),
-            found: node.type_name(),
-        };
+        let wrong =
+            || ValueError::WrongType { expected: self.expectation(), found: node.type_name() };
         match (self, node) {
             (OptionType::Bool, Node::Bool(b)) => Ok(Value::Bool(*b)),
             (OptionType::Int { .. }, Node::Int(i)) => Ok(Value::Int(*i)),
             (OptionType::Size { .. }, Node::Int(i)) => {
-                u64::try_from(*i)
-                    .map(Value::Size)
-                    .map_err(|_| ValueError::BadSize {
-                        text: i.to_string(),
-                        why: "a size cannot be negative".to_owned(),
-                    })
+                u64::try_from(*i).map(Value::Size).map_err(|_| ValueError::BadSize {
+                    text: i.to_string(),
+                    why: "a size cannot be negative".to_owned(),
+                })
             }
-            (OptionType::Size { .. }, Node::Str(s)) => {
-                parse_size(s)
-                    .map(Value::Size)
-                    .map_err(|why| ValueError::BadSize {
-                        text: format!("\"{s}\""),
-                        why,
-                    })
-            }
+            (OptionType::Size { .. }, Node::Str(s)) => parse_size(s)
+                .map(Value::Size)
+                .map_err(|why| ValueError::BadSize { text: format!("\"{s}\""), why }),
             (OptionType::Enum { .. }, Node::Str(s)) => Ok(Value::Enum(s.clone())),
             (OptionType::String, Node::Str(s)) => Ok(Value::String(s.clone())),
             _ => Err(wrong()),
@@ -130,29 +119,20 @@ impl OptionType {
     /// Checks a value of this type against its range or allowed values.
     pub(crate) fn check(&self, value: &Value) -> Result<(), ValueError> {
         match (self, value) {
-            (
-                OptionType::Int {
-                    range: Some((lo, hi)),
-                },
-                Value::Int(i),
-            ) if i < lo || i > hi => Err(ValueError::OutOfRange {
-                value: value.clone(),
-                range: self.range_text().unwrap_or_default(),
-            }),
-            (
-                OptionType::Size {
-                    range: Some((lo, hi)),
-                },
-                Value::Size(s),
-            ) if s < lo || s > hi => Err(ValueError::OutOfRange {
-                value: value.clone(),
-                range: self.range_text().unwrap_or_default(),
-            }),
-            (OptionType::Enum { values }, Value::Enum(v)) if !values.contains(v) => {
-                Err(ValueError::NotAllowed {
-                    found: v.clone(),
-                    allowed: values.clone(),
+            (OptionType::Int { range: Some((lo, hi)) }, Value::Int(i)) if i < lo || i > hi => {
+                Err(ValueError::OutOfRange {
+                    value: value.clone(),
+                    range: self.range_text().unwrap_or_default(),
                 })
+            }
+            (OptionType::Size { range: Some((lo, hi)) }, Value::Size(s)) if s < lo || s > hi => {
+                Err(ValueError::OutOfRange {
+                    value: value.clone(),
+                    range: self.range_text().unwrap_or_default(),
+                })
+            }
+            (OptionType::Enum { values }, Value::Enum(v)) if !values.contains(v) => {
+                Err(ValueError::NotAllowed { found: v.clone(), allowed: values.clone() })
             }
             _ => Ok(()),
         }
@@ -206,22 +186,10 @@ impl fmt::Display for Value {
 /// Why a value was refused. Turned into a message by [`ValueError::describe`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ValueError {
-    WrongType {
-        expected: String,
-        found: &'static str,
-    },
-    BadSize {
-        text: String,
-        why: String,
-    },
-    OutOfRange {
-        value: Value,
-        range: String,
-    },
-    NotAllowed {
-        found: String,
-        allowed: Vec<String>,
-    },
+    WrongType { expected: String, found: &'static str },
+    BadSize { text: String, why: String },
+    OutOfRange { value: Value, range: String },
+    NotAllowed { found: String, allowed: Vec<String> },
 }
 
 impl ValueError {
@@ -271,9 +239,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "T" | "TIB" => 40,
         other => return Err(format!("unknown suffix `{other}`")),
     };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| "the number is too large".to_owned())?;
+    let number: u64 = digits.parse().map_err(|_| "the number is too large".to_owned())?;
     number
         .checked_mul(1 << shift)
         .filter(|&bytes| i64::try_from(bytes).is_ok())
@@ -307,11 +273,7 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("-1M").is_err());
         assert!(parse_size("1.5M").is_err());
-        assert!(
-            parse_size("99999999999T")
-                .unwrap_err()
-                .contains("too large")
-        );
+        assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
     }
 
     #[test]
@@ -325,33 +287,17 @@ mod tests {
 
     #[test]
     fn reading_checks_type_and_range() {
-        let size = OptionType::Size {
-            range: Some((1 << 20, 1 << 30)),
-        };
+        let size = OptionType::Size { range: Some((1 << 20, 1 << 30)) };
         assert_eq!(size.read(&Node::Str("8M".into())), Ok(Value::Size(8 << 20)));
         let (message, fix) = size.read(&Node::Bool(true)).unwrap_err().describe("a.b");
-        assert_eq!(
-            message,
-            "wrong type for `a.b`: expected a size like 64M, found boolean"
-        );
+        assert_eq!(message, "wrong type for `a.b`: expected a size like 64M, found boolean");
         assert_eq!(fix, None);
-        let (message, fix) = size
-            .read(&Node::Str("2G".into()))
-            .unwrap_err()
-            .describe("a.b");
+        let (message, fix) = size.read(&Node::Str("2G".into())).unwrap_err().describe("a.b");
         assert_eq!(message, "`a.b` = 2G is out of range");
         assert_eq!(fix.unwrap(), "use a value from 1M to 1G (inclusive)");
-        let colours = OptionType::Enum {
-            values: vec!["red".into(), "green".into()],
-        };
-        let (message, fix) = colours
-            .read(&Node::Str("gren".into()))
-            .unwrap_err()
-            .describe("c");
+        let colours = OptionType::Enum { values: vec!["red".into(), "green".into()] };
+        let (message, fix) = colours.read(&Node::Str("gren".into())).unwrap_err().describe("c");
         assert_eq!(message, "`c` = \"gren\" is not allowed");
-        assert_eq!(
-            fix.unwrap(),
-            "did you mean \"green\"? allowed values: \"red\", \"green\""
-        );
+        assert_eq!(fix.unwrap(), "did you mean \"green\"? allowed values: \"red\", \"green\"");
     }
 }

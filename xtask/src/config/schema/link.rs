@@ -34,11 +34,7 @@ pub(super) fn link(root: &Path, parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>
         components.push(p.schema);
         raw_depends.push(p.raw_depends);
     }
-    let mut catalog = Catalog {
-        root: root.to_path_buf(),
-        components,
-        by_name,
-    };
+    let mut catalog = Catalog { root: root.to_path_buf(), components, by_name };
 
     link_providers(&mut catalog, diags);
     check_choice_defaults(&catalog, diags);
@@ -79,12 +75,7 @@ fn link_providers(catalog: &mut Catalog, diags: &mut Vec<Diagnostic>) {
                         "`component.provides` names \"{group}\", but there is no component `{}`",
                         group.component
                     ),
-                    suggestion(
-                        &group.component,
-                        &names,
-                        "components",
-                        "there are no components",
-                    ),
+                    suggestion(&group.component, &names, "components", "there are no components"),
                 ));
                 continue;
             };
@@ -127,10 +118,7 @@ fn link_providers(catalog: &mut Catalog, diags: &mut Vec<Diagnostic>) {
         let Some(&i) = catalog.by_name.get(&owner) else {
             continue;
         };
-        let Some(choice) = catalog.components[i]
-            .choices
-            .iter_mut()
-            .find(|c| c.name == choice_name)
+        let Some(choice) = catalog.components[i].choices.iter_mut().find(|c| c.name == choice_name)
         else {
             continue;
         };
@@ -148,10 +136,7 @@ fn link_providers(catalog: &mut Catalog, diags: &mut Vec<Diagnostic>) {
             );
             continue;
         }
-        choice.providers.push(Provider {
-            member,
-            component: provider,
-        });
+        choice.providers.push(Provider { member, component: provider });
     }
 }
 
@@ -241,11 +226,7 @@ fn check_condition(
     };
     if target.kind == Kind::App && owner.kind != Kind::App {
         return Err((
-            format!(
-                "`{}` is an app; {} cannot depend on an app",
-                target.name,
-                a(owner.kind)
-            ),
+            format!("`{}` is an app; {} cannot depend on an app", target.name, a(owner.kind)),
             Some(
                 "depend on a library, or on a choice the app provides (`lib.choice == member`)"
                     .into(),
@@ -259,11 +240,7 @@ fn check_condition(
             let (ty, what) = if let Some(option) = target.option(&key) {
                 (option.ty.clone(), "option")
             } else if let Some(choice) = target.choice(&key) {
-                let values = choice
-                    .all_members()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
+                let values = choice.all_members().into_iter().map(str::to_owned).collect();
                 (OptionType::Enum { values }, "choice")
             } else {
                 let keys = target.keys();
@@ -307,16 +284,8 @@ fn check_condition(
                 let (message, fix) = e.describe(&format!("{}.{key}", target.name));
                 (message, fix)
             })?;
-            Test::Compare {
-                component: raw.component,
-                key,
-                op,
-                value,
-            }
+            Test::Compare { component: raw.component, key, op, value }
         }
     };
-    Ok(Condition {
-        text: text.trim().to_owned(),
-        test,
-    })
+    Ok(Condition { text: text.trim().to_owned(), test })
 }

@@ -15,17 +15,13 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn error(&mut self, key: &str, message: impl Into<String>, fix: Option<String>) {
-        self.diags
-            .push(Diagnostic::new(self.file, Some(key), message).maybe_fix(fix));
+        self.diags.push(Diagnostic::new(self.file, Some(key), message).maybe_fix(fix));
     }
 
     fn wrong_type(&mut self, key: &str, expected: &str, node: &Node) {
         self.error(
             key,
-            format!(
-                "wrong type for `{key}`: expected {expected}, found {}",
-                node.type_name()
-            ),
+            format!("wrong type for `{key}`: expected {expected}, found {}", node.type_name()),
             None,
         );
     }
@@ -105,9 +101,8 @@ impl Reader<'_> {
 }
 
 const TOP_KEYS: [&str; 3] = ["component", "options", "choice"];
-const COMPONENT_KEYS: [&str; 9] = [
-    "name", "kind", "crate", "help", "depends", "selects", "always", "provides", "member",
-];
+const COMPONENT_KEYS: [&str; 9] =
+    ["name", "kind", "crate", "help", "depends", "selects", "always", "provides", "member"];
 const OPTION_KEYS: [&str; 5] = ["type", "default", "range", "values", "help"];
 const CHOICE_KEYS: [&str; 3] = ["help", "default", "members"];
 
@@ -189,14 +184,8 @@ pub(super) fn parse_schema(path: &str, text: &str, diags: &mut Vec<Diagnostic>) 
     if let Some(expected) = path_kind.filter(|&k| k != kind) {
         r.error(
             "component.kind",
-            format!(
-                "`component.kind` is `{kind}`, but the schema is under {}/",
-                expected.dir()
-            ),
-            Some(format!(
-                "set `kind = \"{expected}\"` or move the component to {}/",
-                kind.dir()
-            )),
+            format!("`component.kind` is `{kind}`, but the schema is under {}/", expected.dir()),
+            Some(format!("set `kind = \"{expected}\"` or move the component to {}/", kind.dir())),
         );
     }
     let crate_name = r.string("component.crate", field("crate")).unwrap_or_else(|| {
@@ -211,24 +200,17 @@ pub(super) fn parse_schema(path: &str, text: &str, diags: &mut Vec<Diagnostic>) 
         }
         String::new()
     });
-    let help = r
-        .string("component.help", field("help"))
-        .unwrap_or_default();
+    let help = r.string("component.help", field("help")).unwrap_or_default();
     let always = r.bool("component.always", field("always")).unwrap_or(false);
     if always && !kind.is_library() {
         r.error(
             "component.always",
-            format!(
-                "`component.always` applies to libraries and drivers, not to {}",
-                a(kind)
-            ),
+            format!("`component.always` applies to libraries and drivers, not to {}", a(kind)),
             Some("remove `always`".into()),
         );
     }
     let selects = r.strings("component.selects", field("selects"));
-    let member = r
-        .string("component.member", field("member"))
-        .unwrap_or_else(|| name.clone());
+    let member = r.string("component.member", field("member")).unwrap_or_else(|| name.clone());
     if member.is_empty() {
         r.error(
             "component.member",
@@ -256,10 +238,8 @@ pub(super) fn parse_schema(path: &str, text: &str, diags: &mut Vec<Diagnostic>) 
     for text in r.strings("component.provides", field("provides")) {
         match text.split_once('.') {
             Some((component, choice)) if is_identifier(component) && is_identifier(choice) => {
-                provides.push(ChoiceRef {
-                    component: component.to_owned(),
-                    choice: choice.to_owned(),
-                })
+                provides
+                    .push(ChoiceRef { component: component.to_owned(), choice: choice.to_owned() })
             }
             _ => r.error(
                 "component.provides",
@@ -295,10 +275,7 @@ pub(super) fn parse_schema(path: &str, text: &str, diags: &mut Vec<Diagnostic>) 
             if !r.identifier(&key, "choice", choice_name) {
                 continue;
             }
-            if options
-                .iter()
-                .any(|o: &OptionSchema| &o.name == choice_name)
-            {
+            if options.iter().any(|o: &OptionSchema| &o.name == choice_name) {
                 r.error(
                     &key,
                     format!("`{choice_name}` is both an option and a choice"),
@@ -348,11 +325,7 @@ fn parse_option(r: &mut Reader<'_>, name: &str, table: &Table) -> Option<OptionS
     };
     if !TYPE_NAMES.contains(&type_name.as_str()) {
         let fix = suggestion(&type_name, &TYPE_NAMES, "types", "");
-        r.error(
-            &type_key,
-            format!("unknown type `{type_name}` in `{type_key}`"),
-            Some(fix),
-        );
+        r.error(&type_key, format!("unknown type `{type_name}` in `{type_key}`"), Some(fix));
         return None;
     }
 
@@ -440,15 +413,8 @@ fn parse_option(r: &mut Reader<'_>, name: &str, table: &Table) -> Option<OptionS
             }
         },
     };
-    let help = r
-        .string(&format!("{prefix}.help"), field("help"))
-        .unwrap_or_default();
-    Some(OptionSchema {
-        name: name.to_owned(),
-        ty,
-        default,
-        help,
-    })
+    let help = r.string(&format!("{prefix}.help"), field("help")).unwrap_or_default();
+    Some(OptionSchema { name: name.to_owned(), ty, default, help })
 }
 
 /// Reads `range = [lo, hi]` with `base`'s type. `None` when the range is malformed
@@ -477,11 +443,7 @@ fn read_range(
                 ),
                 Some(format!(
                     "write e.g. `range = {}`",
-                    if base.name() == "size" {
-                        "[\"1M\", \"1G\"]"
-                    } else {
-                        "[1, 100]"
-                    }
+                    if base.name() == "size" { "[\"1M\", \"1G\"]" } else { "[1, 100]" }
                 )),
             );
             return None;
@@ -524,11 +486,7 @@ fn parse_choice(r: &mut Reader<'_>, name: &str, table: &Table) -> ChoiceSchema {
     let members = r.strings(&members_key, field("members"));
     for (i, m) in members.iter().enumerate() {
         if m.is_empty() {
-            r.error(
-                &members_key,
-                format!("empty member name in `{members_key}`"),
-                None,
-            );
+            r.error(&members_key, format!("empty member name in `{members_key}`"), None);
         } else if members[..i].contains(m) {
             r.error(
                 &members_key,
@@ -539,9 +497,7 @@ fn parse_choice(r: &mut Reader<'_>, name: &str, table: &Table) -> ChoiceSchema {
     }
     ChoiceSchema {
         name: name.to_owned(),
-        help: r
-            .string(&format!("{prefix}.help"), field("help"))
-            .unwrap_or_default(),
+        help: r.string(&format!("{prefix}.help"), field("help")).unwrap_or_default(),
         default: r.string(&format!("{prefix}.default"), field("default")),
         members,
         providers: Vec::new(),

@@ -53,14 +53,14 @@ impl KernelHeap {
 /// The kernel heap: a first-fit free list (`linked_list_allocator`) over one region
 /// given at boot, behind a spin lock, with counters. Usable as `#[global_allocator]`.
 pub struct LockedHeap {
-    inner: spin::Mutex<KernelHeap>,
+    inner: crate::irq_lock::IrqLock<KernelHeap>,
 }
 
 impl LockedHeap {
     /// A heap with no memory: every allocation fails until [`LockedHeap::init`].
     pub const fn empty() -> Self {
         LockedHeap {
-            inner: spin::Mutex::new(KernelHeap {
+            inner: crate::irq_lock::IrqLock::new(KernelHeap {
                 heap: Heap::empty(),
                 ready: false,
                 peak_used: 0,

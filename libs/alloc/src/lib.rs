@@ -7,6 +7,7 @@
 //! | `buddy` | [`BuddyAllocator`]: frames in power-of-two blocks, bookkeeping in caller-provided words | touch a frame, use a heap, panic on a bad free |
 //! | `heap` | the kernel heap's [`HeapStats`] and out-of-memory [`OomReport`] | allocate (it reports exhaustion) |
 //! | `far` | [`FarHeap`]: addresses of the far region, size classes and page runs, metadata in the kernel heap | read or write far memory |
+//! | `irq_lock` | [`IrqLock`]: spin lock held inside a critical section (interrupts off) | be held across a wait |
 //! | `locked_frames` | [`LockedFrames`]: the kernel's shared frame allocator behind a lock | allocate without it being installed |
 //! | `global` | the `GlobalAlloc` impls: [`LockedHeap`], [`LockedFarHeap`], [`SplitHeap`]; the crate's only `unsafe` | decide policy, unwind |
 //!
@@ -28,6 +29,7 @@ mod far;
 pub mod frame;
 mod global;
 mod heap;
+mod irq_lock;
 mod locked_frames;
 
 pub use buddy::{BuddyAllocator, DEFAULT_MAX_ORDER, MAX_SUPPORTED_ORDER};
@@ -40,6 +42,7 @@ pub use frame::{
 };
 pub use global::{LockedHeap, MIN_HEAP_SIZE, SplitHeap};
 pub use heap::{HeapInitError, HeapStats, OomReport};
+pub use irq_lock::{IrqLock, IrqLockGuard};
 pub use locked_frames::LockedFrames;
 
 /// The kernel's frame allocator, installed by the image at boot.

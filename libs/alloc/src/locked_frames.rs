@@ -7,14 +7,14 @@ use crate::frame::{FrameAllocError, FrameAllocator, FrameFreeError, FrameStats};
 
 /// A frame allocator behind a spin lock, empty until [`LockedFrames::install`].
 pub struct LockedFrames {
-    inner: spin::Mutex<Option<BuddyAllocator<'static>>>,
+    inner: crate::irq_lock::IrqLock<Option<BuddyAllocator<'static>>>,
 }
 
 impl LockedFrames {
     /// No frames: every allocation fails with [`FrameAllocError::OutOfMemory`] until
     /// [`LockedFrames::install`].
     pub const fn empty() -> Self {
-        LockedFrames { inner: spin::Mutex::new(None) }
+        LockedFrames { inner: crate::irq_lock::IrqLock::new(None) }
     }
 
     /// Hands the allocator over; a second call replaces the first.

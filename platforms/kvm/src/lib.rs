@@ -13,6 +13,7 @@ pub mod apic;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+mod critical;
 pub mod exit;
 pub mod firmware;
 pub mod format;

@@ -581,7 +581,7 @@ impl fmt::Display for FarFreeError {
 /// A [`FarHeap`] behind a spin lock, installable in a `static`, implementing
 /// `GlobalAlloc` (in `global`) so an app can call it like any allocator.
 pub struct LockedFarHeap {
-    heap: spin::Mutex<Option<FarHeap>>,
+    heap: crate::irq_lock::IrqLock<Option<FarHeap>>,
     start: AtomicUsize,
     end: AtomicUsize,
 }
@@ -590,7 +590,7 @@ impl LockedFarHeap {
     /// No far heap yet: every allocation fails until [`LockedFarHeap::init`].
     pub const fn empty() -> Self {
         LockedFarHeap {
-            heap: spin::Mutex::new(None),
+            heap: crate::irq_lock::IrqLock::new(None),
             start: AtomicUsize::new(0),
             end: AtomicUsize::new(0),
         }

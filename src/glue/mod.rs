@@ -5,3 +5,7 @@
 
 #[cfg(feature = "lib-alloc")]
 pub mod alloc;
+#[cfg(feature = "lib-mmu")]
+pub mod mmu;
+#[cfg(feature = "lib-sched")]
+pub mod sched;

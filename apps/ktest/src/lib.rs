@@ -11,6 +11,7 @@ use remora_kvm::{BootInfo, ExitStatus, println};
 
 mod memory_tests;
 mod platform_tests;
+mod thread_tests;
 
 /// A test: what it is called on the command line, and what it does.
 type TestFn = fn(&'static BootInfo) -> Result<(), &'static str>;
@@ -22,6 +23,12 @@ const TESTS: &[(&str, TestFn)] = &[
     ("frames", memory_tests::frames),
     ("heap", memory_tests::heap),
     ("oom", memory_tests::out_of_memory),
+    ("mmu", memory_tests::mmu),
+    ("preemption", thread_tests::preemption),
+    ("sleep", thread_tests::sleep),
+    ("waitqueue", thread_tests::wait_queue),
+    ("overflow", thread_tests::stack_overflow),
+    ("switch", thread_tests::switch_cost),
 ];
 
 pub fn main(boot: &'static BootInfo) -> ExitStatus {

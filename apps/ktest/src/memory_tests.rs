@@ -97,3 +97,44 @@ pub fn out_of_memory(_: &'static BootInfo) -> Result<(), &'static str> {
     println!("allocated {} bytes from a heap of {total}", v.capacity());
     Err("an allocation larger than the heap succeeded")
 }
+
+/// Maps a fresh frame at run time, uses it through the new address, unmaps it.
+pub fn mmu(_: &'static BootInfo) -> Result<(), &'static str> {
+    use remora_kvm::kspace::{self, KERNEL_MAPPINGS, KernelFlushBatch};
+    use remora_mmu::{MapError, Page, PageTableFlags, PhysAddr, PhysFrame, Size4KiB, VirtAddr};
+
+    let phys = FRAMES.alloc(0).map_err(|_| "no frame")?;
+    let va = KERNEL_MAPPINGS.start + 0x1234_5000;
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    kspace::with_kernel_space(|s| s.map(page, frame, flags)).map_err(|_| "map failed")?;
+    // SAFETY: the page was just mapped to a frame we own.
+    unsafe { (va as *mut u64).add(3).write_volatile(0x5eed_f00d) };
+    // SAFETY: the same frame through the direct map.
+    let seen = unsafe { (phys_to_virt(phys) as *const u64).add(3).read_volatile() };
+    if seen != 0x5eed_f00d {
+        return Err("a write through the new mapping is not in the frame");
+    }
+    let translated = kspace::with_kernel_space(|s| s.translate(VirtAddr::new(va + 0x18)));
+    if translated.map(|t| t.phys.as_u64()) != Some(phys + 0x18) {
+        return Err("translate does not give the mapped frame");
+    }
+    match kspace::with_kernel_space(|s| s.map(page, frame, flags)) {
+        Err(MapError::AlreadyMapped { .. }) => {}
+        _ => return Err("mapping a mapped page was not refused"),
+    }
+    let mut batch = KernelFlushBatch::new();
+    let unmapped =
+        kspace::with_kernel_space(|s| s.unmap(page, &mut batch)).map_err(|_| "unmap failed")?;
+    kspace::flush(&mut batch);
+    if !unmapped.flags.contains(PageTableFlags::DIRTY) {
+        return Err("the written page was not dirty");
+    }
+    if kspace::with_kernel_space(|s| s.translate(VirtAddr::new(va))).is_some() {
+        return Err("the page is still mapped after unmap");
+    }
+    FRAMES.free(phys, 0).map_err(|_| "free failed")?;
+    println!("mmu: mapped, used, found dirty and unmapped {va:#x} -> {phys:#x}");
+    Ok(())
+}

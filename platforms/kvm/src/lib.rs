@@ -18,6 +18,7 @@ pub mod exit;
 pub mod firmware;
 pub mod format;
 pub mod gdt;
+pub mod kspace;
 pub mod paging;
 pub mod pci;
 pub mod start_info;
@@ -108,6 +109,7 @@ extern "C" fn remora_kvm_start(start_info_addr: u32) -> ! {
     let layout = boot::image_layout();
     // SAFETY: once, on the boot CPU, under the trampoline's identity map.
     let table_frames = unsafe { paging::init(info.memory_map(), &layout) };
+    kspace::init();
 
     apic::init();
     time::calibrate();

@@ -25,7 +25,8 @@ fn running_out_of_heap_reports_what_was_asked_and_what_is_left() {
     let run = ktest("oom", "");
     assert_exit(&run, ImageStatus::Exited(2));
     assert!(run.console.contains("!!! panic: memory allocation of 16777217 bytes failed"));
-    let report = run.console.lines().find(|l| l.contains("kernel heap exhausted")).expect("no heap report");
+    let report =
+        run.console.lines().find(|l| l.contains("kernel heap exhausted")).expect("no heap report");
     assert!(report.contains("asked for 16777217 bytes (align 1)"), "{report}");
     assert!(report.contains("bytes free of 16777216"), "{report}");
 }

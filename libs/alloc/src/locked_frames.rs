@@ -63,7 +63,7 @@ mod tests {
     fn empty_fails_then_installed_serves_and_frees() {
         let frames = LockedFrames::empty();
         assert!(frames.alloc(0).is_err());
-        let usable = [0x10_0000u64..0x50_0000];
+        let usable = [0x10_0000u64..0x30_0000, 0x30_0000..0x50_0000];
         let words = BuddyAllocator::<'static, { crate::DEFAULT_MAX_ORDER }>::storage_words(&usable)
             .unwrap();
         let storage: &'static mut [u64] = Box::leak(vec![0u64; words].into_boxed_slice());

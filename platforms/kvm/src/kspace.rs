@@ -1,12 +1,11 @@
 //! The kernel's address space at run time, through the `remora-mmu` library: page tables
-//! reached through the direct map, new tables from a frame source the image installs (the
-//! frame allocator), and the virtual ranges the platform reserves for run-time mappings.
+//! reached through the direct map, new tables from the frame source the image installs
+//! (`frames.rs`), and the virtual ranges the platform reserves for run-time mappings.
 //!
 //! Owns the one `AddressSpace` of the kernel and its lock (held with interrupts off).
 //! Decides nothing about what is mapped where beyond the reserved ranges.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use remora_mmu::{AddressSpace, FlushBatch, PageTable, PhysAddr, PhysFrame, PhysMemory};
 use spin::Mutex;
@@ -18,16 +17,6 @@ use crate::paging::phys_to_virt;
 pub const KERNEL_STACKS: Range<u64> = 0xffff_a000_0000_0000..0xffff_a080_0000_0000;
 /// Free for the image's own run-time mappings (device windows, tests).
 pub const KERNEL_MAPPINGS: Range<u64> = 0xffff_b000_0000_0000..0xffff_b080_0000_0000;
-
-static FRAME_ALLOC: AtomicUsize = AtomicUsize::new(0);
-static FRAME_FREE: AtomicUsize = AtomicUsize::new(0);
-
-/// Where the kernel's new page tables come from; installed by the image once its frame
-/// allocator is up. Until then, creating a table fails with `OutOfTables`.
-pub fn set_frame_source(alloc: fn() -> Option<u64>, free: fn(u64)) {
-    FRAME_ALLOC.store(alloc as usize, Ordering::Release);
-    FRAME_FREE.store(free as usize, Ordering::Release);
-}
 
 /// Page tables reached through the direct map.
 pub struct DirectMap;
@@ -41,25 +30,14 @@ unsafe impl PhysMemory for DirectMap {
     }
 
     fn alloc_table(&mut self) -> Option<PhysFrame> {
-        let raw = FRAME_ALLOC.load(Ordering::Acquire);
-        if raw == 0 {
-            return None;
-        }
-        // SAFETY: only ever stored from a `fn() -> Option<u64>` in `set_frame_source`.
-        let alloc = unsafe { core::mem::transmute::<usize, fn() -> Option<u64>>(raw) };
-        let phys = alloc()?;
+        let phys = crate::frames::alloc_frames(0)?;
         // SAFETY: a frame just handed to us by the frame allocator, direct mapped.
         unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, 4096) };
         Some(PhysFrame::containing_address(PhysAddr::new(phys)))
     }
 
     fn free_table(&mut self, table: PhysFrame) {
-        let raw = FRAME_FREE.load(Ordering::Acquire);
-        if raw != 0 {
-            // SAFETY: only ever stored from a `fn(u64)` in `set_frame_source`.
-            let free = unsafe { core::mem::transmute::<usize, fn(u64)>(raw) };
-            free(table.start_address().as_u64());
-        }
+        crate::frames::free_frames(table.start_address().as_u64(), 0);
     }
 }
 

@@ -17,6 +17,7 @@ mod critical;
 pub mod exit;
 pub mod firmware;
 pub mod format;
+pub mod frames;
 pub mod gdt;
 pub mod kspace;
 pub mod paging;
@@ -24,6 +25,7 @@ pub mod pci;
 pub mod start_info;
 pub mod time;
 pub mod traps;
+pub mod virtio;
 
 use core::ops::Range;
 

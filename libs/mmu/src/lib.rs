@@ -51,7 +51,7 @@ pub use entry::{AtomicPte, Claimed, ClearBits, FarPte, InvalidPte, PresentPte};
 pub use space::{
     AddressSpace, Fault, Granule, LeafSize, MapError, SCAN_PAGES, Scan, Translation, Unmapped,
 };
-pub use table::PhysMemory;
+pub use table::{Entries, PhysMemory, static_entries};
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use tlb::HardwareTlb;
 pub use tlb::{DEFAULT_FLUSH_ALL_THRESHOLD, FlushBatch, Flushed, Tlb};

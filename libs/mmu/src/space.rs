@@ -444,6 +444,13 @@ impl<M: PhysMemory> AddressSpace<M> {
         Ok(table)
     }
 
+    /// The leaf (4 KiB) table holding `page`'s entry, creating the tables on the way.
+    /// With [`crate::table::static_entries`] the pager keeps direct access to the
+    /// entries of its far region.
+    pub fn leaf_table(&mut self, page: Page) -> Result<PhysFrame, MapError> {
+        self.ensure_path(to48(page.start_address()), 1)
+    }
+
     /// Maps `page` to `frame` with `flags` (PRESENT is implied; leave out HUGE_PAGE).
     ///
     /// The entry must be empty (never touched): a mapped page is `AlreadyMapped`, a far

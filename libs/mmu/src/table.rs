@@ -18,7 +18,7 @@ use crate::entry::AtomicPte;
 pub const ENTRIES: usize = 512;
 
 /// The 512 entries of one table, each accessed atomically.
-pub(crate) type Entries = [AtomicPte; ENTRIES];
+pub type Entries = [AtomicPte; ENTRIES];
 
 /// Access to the physical memory that holds page tables.
 ///
@@ -101,3 +101,23 @@ pub(crate) fn entries<M: PhysMemory + ?Sized>(mem: &M, table: PhysFrame) -> &Ent
 const _: () = assert!(size_of::<PageTable>() == size_of::<Entries>());
 const _: () = assert!(align_of::<PageTable>() >= align_of::<Entries>());
 const _: () = assert!(size_of::<PageTable>() == 4096);
+
+/// The entries of the leaf table `table`, for the rest of the kernel's life.
+///
+/// This is how the pager reaches the entries of its far region without walking tables
+/// or holding the address space's lock: far-page states keep their tables from ever
+/// being freed.
+///
+/// # Safety
+/// `table` must be a table of an address space over `mem` that is never freed while the
+/// kernel runs (no `free_empty_tables` may remove it, the space is never destroyed), and
+/// `mem` must keep it mapped for `'static`.
+#[allow(unsafe_code)]
+pub unsafe fn static_entries<M: PhysMemory + ?Sized>(
+    mem: &M,
+    table: PhysFrame,
+) -> &'static Entries {
+    let ptr = mem.table_ptr(table);
+    // SAFETY: as in `entries`, and the caller promises the table lives for 'static.
+    unsafe { &*ptr.cast::<Entries>() }
+}

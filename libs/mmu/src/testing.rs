@@ -15,6 +15,7 @@ use core::sync::atomic::AtomicU64;
 use x86_64::structures::paging::{PageTable, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
+use crate::entry::AtomicPte;
 use crate::space::{AddressSpace, Fault};
 use crate::table::{ENTRIES, PhysMemory};
 use crate::tlb::Tlb;
@@ -190,4 +191,13 @@ pub fn access<M: PhysMemory>(
     access: Access,
 ) -> Result<PhysAddr, Fault> {
     space.simulate_access(addr, access == Access::Write)
+}
+
+/// What the CPU does to a leaf entry on an access through it: sets ACCESSED, and DIRTY
+/// for a write, if the entry is present. Returns the entry as it was, if present.
+pub fn touch(pte: &AtomicPte, write: bool) -> Option<crate::PresentPte> {
+    let raw = pte.load_raw();
+    crate::PresentPte::from_raw(raw)?;
+    let bits = crate::entry::ACCESSED | if write { crate::entry::DIRTY } else { 0 };
+    crate::PresentPte::from_raw(pte.fetch_or_raw(bits))
 }

@@ -18,6 +18,8 @@ fn remora_image_main(boot: &'static BootInfo) -> ! {
     }
     log::info!("image {}: components {:?}", crate::config::IMAGE_NAME, crate::config::COMPONENTS);
     crate::config::init_components(boot);
+    #[cfg(feature = "lib-pager")]
+    crate::glue::pager::start_app();
     exit(run_app(boot))
 }
 
@@ -26,6 +28,17 @@ fn run_app(boot: &'static BootInfo) -> ExitStatus {
     return app_hello::main(boot);
     #[cfg(feature = "app-ktest")]
     return app_ktest::main(boot);
+    #[cfg(feature = "app-membench")]
+    return app_membench::main(
+        boot,
+        app_membench::Defaults {
+            working_set: crate::config::membench::WORKING_SET,
+            local_memory: crate::config::pager::LOCAL_MEMORY,
+            ops: crate::config::membench::OPS as u64,
+            pattern: crate::config::membench::PATTERN,
+            mode: crate::config::membench::MODE,
+        },
+    );
 }
 
 #[panic_handler]

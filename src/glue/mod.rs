@@ -5,7 +5,13 @@
 
 #[cfg(feature = "lib-alloc")]
 pub mod alloc;
+#[cfg(feature = "lib-evictor")]
+pub mod evictor;
 #[cfg(feature = "lib-mmu")]
 pub mod mmu;
+#[cfg(feature = "lib-pager")]
+pub mod pager;
+#[cfg(feature = "lib-rmem")]
+pub mod rmem;
 #[cfg(feature = "lib-sched")]
 pub mod sched;

@@ -128,3 +128,12 @@ pub fn guest_memory_mib(resolved: &config::Resolved) -> u64 {
         _ => 512,
     }
 }
+
+/// The far-memory region an image asks of its memory node (`rmem.region_size`), in bytes;
+/// 0 without far memory.
+pub fn region_size(resolved: &config::Resolved) -> u64 {
+    match resolved.option("rmem", "region_size") {
+        Some(config::Value::Size(bytes)) => *bytes,
+        _ => 0,
+    }
+}

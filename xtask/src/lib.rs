@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod image;
+pub mod memnode;
 pub mod qemu;
 pub mod testing;

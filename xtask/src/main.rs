@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use xtask::memnode::{NodeChoice, NodeOptions};
 use xtask::qemu::{self, Accel, RunOptions};
 use xtask::{image, testing};
 
@@ -40,6 +41,18 @@ enum Cmd {
         /// Kernel command line for the image
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// Use the memory node listening on this Unix socket instead of starting one
+        #[arg(long, value_name = "PATH", conflicts_with = "memnode_udp")]
+        memnode_socket: Option<PathBuf>,
+        /// Use the memory node at this UDP address (host:port) instead of starting one
+        #[arg(long, value_name = "HOST:PORT")]
+        memnode_udp: Option<String>,
+        /// Local UDP address (host:port) of the image's side, with --memnode-udp
+        #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:7071")]
+        udp_local: String,
+        /// Fraction of frames the started memory node loses (for experiments)
+        #[arg(long, default_value_t = 0.0)]
+        drop_rate: f64,
         /// Extra QEMU arguments
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -82,7 +95,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", image.elf.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run { config, accel, timeout, memory, cmdline, qemu_args } => {
+        Cmd::Run {
+            config,
+            accel,
+            timeout,
+            memory,
+            cmdline,
+            memnode_socket,
+            memnode_udp,
+            udp_local,
+            drop_rate,
+            qemu_args,
+        } => {
             let image = image::build(&config, true)?;
             let accel = accel.resolve()?;
             eprintln!("booting {} under QEMU with {accel}", image.elf.display());
@@ -94,6 +118,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 extra_args: qemu_args,
                 echo: true,
                 interactive: true,
+                far_memory: image.resolved.component("rmem").map(|_| {
+                    match (memnode_socket, memnode_udp) {
+                        (Some(socket), _) => NodeChoice::Socket(socket),
+                        (None, Some(remote)) => NodeChoice::Udp { remote, local: udp_local },
+                        (None, None) => NodeChoice::Start(NodeOptions {
+                            capacity: image::region_size(&image.resolved).max(64 << 20) * 2,
+                            drop_rate,
+                            ..NodeOptions::default()
+                        }),
+                    }
+                }),
+                kill_node_on: None,
             };
             let outcome = qemu::run(&image.elf, &options)?;
             eprintln!("{} ({accel}, {:.2} s)", outcome.status, outcome.wall_time.as_secs_f64());

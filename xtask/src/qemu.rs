@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::memnode::{self, MemoryNode, NodeChoice};
+
 /// The accelerator QEMU runs the guest with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
@@ -135,6 +137,11 @@ pub struct RunOptions {
     pub echo: bool,
     /// Give QEMU our stdin (interactive use); otherwise it reads nothing.
     pub interactive: bool,
+    /// Connect the far-memory NIC to a memory node (started for the run, or running).
+    pub far_memory: Option<NodeChoice>,
+    /// Kill the started memory node when a console line contains this (tests of a lost
+    /// node).
+    pub kill_node_on: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -147,6 +154,8 @@ impl Default for RunOptions {
             extra_args: Vec::new(),
             echo: false,
             interactive: false,
+            far_memory: None,
+            kill_node_on: None,
         }
     }
 }
@@ -161,6 +170,8 @@ pub struct RunOutcome {
     /// Console lines with the time since QEMU was started when each arrived.
     pub lines: Vec<(Duration, String)>,
     pub wall_time: Duration,
+    /// What the memory node started for the run printed (its counters at exit).
+    pub node_output: Option<String>,
 }
 
 impl RunOutcome {
@@ -231,6 +242,35 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     }
     let accel = options.accel.resolve()?;
     let interrupted = interrupted_flag().clone();
+    let mut options = options.clone();
+    let mut node = None;
+    if let Some(choice) = options.far_memory.clone() {
+        let dir = memnode::run_dir()?;
+        let image_socket = dir.join("image.sock");
+        let args = match choice {
+            NodeChoice::Start(node_options) => {
+                let started = MemoryNode::start(
+                    &memnode_binary()?,
+                    &dir.join("memnode.sock"),
+                    &node_options,
+                )?;
+                let args = memnode::qemu_args_unix(&started.socket, &image_socket);
+                node = Some(started);
+                args
+            }
+            NodeChoice::Socket(socket) => memnode::qemu_args_unix(&socket, &image_socket),
+            NodeChoice::Udp { remote, local } => memnode::qemu_args_udp(&remote, &local)?,
+        };
+        options.extra_args.splice(0..0, args);
+        options.cmdline = format!(
+            "rmem.key={} rmem.nic={} {}",
+            memnode::fresh_key(),
+            memnode::FAR_NIC_ADDRESS,
+            options.cmdline
+        );
+    }
+    let options = &options;
+    let killer = node.as_ref().map(MemoryNode::killer);
     let mut cmd = command(image, options, accel);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if options.interactive { Stdio::inherit() } else { Stdio::null() });
@@ -246,6 +286,7 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
         let lines = lines.clone();
         let echo = options.echo;
         let elf = image.to_path_buf();
+        let kill_on = options.kill_node_on.clone().zip(killer);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
@@ -264,6 +305,11 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
                             let mut out = std::io::stdout().lock();
                             let _ = writeln!(out, "{line}");
                             let _ = out.flush();
+                        }
+                        if let Some((needle, killer)) = &kill_on
+                            && line.contains(needle.as_str())
+                        {
+                            killer.kill();
                         }
                         lines.lock().expect("console lock").push((started.elapsed(), line));
                     }
@@ -305,7 +351,13 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
             console.push_str(qemu_stderr.trim());
         }
     }
-    Ok(RunOutcome { status, accel, console, lines, wall_time })
+    let node_output = node.map(MemoryNode::stop);
+    if options.echo
+        && let Some(text) = &node_output
+    {
+        eprint!("{text}");
+    }
+    Ok(RunOutcome { status, accel, console, lines, wall_time, node_output })
 }
 
 /// For a backtrace line of a crash report (`      #3  0x0000000000101399`), the function
@@ -336,4 +388,16 @@ fn symbolize_backtrace_line(elf: &Path, line: &str) -> Option<String> {
         .or_else(|| location.split_once("/library/").map(|(_, l)| l))
         .unwrap_or(location);
     Some(format!("{function} ({location})"))
+}
+
+/// The memory node program, built once per process.
+fn memnode_binary() -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return Ok(path.clone());
+    }
+    let path = memnode::build()?;
+    *built = Some(path.clone());
+    Ok(path)
 }

@@ -15,7 +15,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use linked_list_allocator::Heap;
 
@@ -214,6 +214,8 @@ pub struct SplitHeap {
     kernel: LockedHeap,
     far: LockedFarHeap,
     far_routing: AtomicBool,
+    /// A `fn() -> bool` (0: none) that must also say yes for a request to go far.
+    far_predicate: AtomicUsize,
 }
 
 impl SplitHeap {
@@ -223,7 +225,21 @@ impl SplitHeap {
             kernel: LockedHeap::empty(),
             far: LockedFarHeap::empty(),
             far_routing: AtomicBool::new(false),
+            far_predicate: AtomicUsize::new(0),
         }
+    }
+
+    /// Adds a condition for routing to far memory, asked on every allocation while
+    /// routing is on: the image uses it to keep the kernel's own allocations local (those
+    /// made with interrupts off). It must not allocate.
+    pub fn set_far_predicate(&self, predicate: fn() -> bool) {
+        self.far_predicate.store(predicate as usize, Ordering::Release);
+    }
+
+    fn predicate_allows_far(&self) -> bool {
+        let raw = self.far_predicate.load(Ordering::Acquire);
+        // SAFETY: only ever stored from a `fn() -> bool` in `set_far_predicate`.
+        raw == 0 || unsafe { core::mem::transmute::<usize, fn() -> bool>(raw) }()
     }
 
     /// The kernel heap (to `init` it and read its stats).
@@ -269,6 +285,7 @@ impl fmt::Debug for SplitHeap {
 unsafe impl GlobalAlloc for SplitHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.routes_to_far()
+            && self.predicate_allows_far()
             && let Some(result) = self.far.try_alloc_addr(layout)
         {
             return result.map_or(ptr::null_mut(), ptr::with_exposed_provenance_mut);

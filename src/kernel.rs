@@ -28,6 +28,8 @@ fn run_app(boot: &'static BootInfo) -> ExitStatus {
     return app_hello::main(boot);
     #[cfg(feature = "app-ktest")]
     return app_ktest::main(boot);
+    #[cfg(feature = "app-linktest")]
+    return app_linktest::main(boot);
     #[cfg(feature = "app-membench")]
     return app_membench::main(
         boot,

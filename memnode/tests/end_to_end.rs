@@ -257,7 +257,7 @@ fn link_transport_works_against_the_binary_over_lossy_udp() {
     socket.connect(addr).unwrap();
     socket.set_nonblocking(true).unwrap();
     let link = UdpLink { socket, buf: vec![0; MAX_FRAME_LEN + 64] };
-    let config = LinkConfig { queue_depth: 16, timeout_us: 20_000, retries: 50 };
+    let config = LinkConfig { queue_depth: 16, timeout_us: 20_000, retries: 50, window_pages: 256 };
     let mut far = LinkTransport::connect(link, WallClock(Instant::now()), KEY, 16 << 20, config)
         .expect("connects to memnode");
 

@@ -72,7 +72,9 @@ fn run(batch: usize) {
         loop {
             match with_pager(|p| replenish_step(p, &marks, batch)) {
                 None | Some(Ok(Step::Done)) => break,
-                Some(Ok(Step::Progress)) => remora_sched::yield_now(),
+                // Go on at once: a step holds the lock only for one batch, so the timer
+                // can still switch to the application between steps.
+                Some(Ok(Step::Progress)) => {}
                 Some(Ok(Step::Idle)) => {
                     remora_sched::sleep(Duration::from_millis(1));
                     break;
@@ -89,7 +91,9 @@ fn run(batch: usize) {
 
 pub fn init(_boot: &'static BootInfo) {
     let batch = config::evictor::BATCH as usize;
-    match remora_sched::spawn("evictor", Priority::Background, move || run(batch)) {
+    // Normal priority: it sleeps until there is pressure, and then it must keep up with
+    // the application's faults rather than wait for it to block.
+    match remora_sched::spawn("evictor", Priority::Normal, move || run(batch)) {
         Ok(_) => {}
         Err(e) => {
             log::error!("evictor: {e:?}");

@@ -20,11 +20,11 @@ use remora_mmu::{Page, PageTableFlags, VirtAddr};
 use remora_pager::{FarRegion, FrameMemory, Pager, PagerError};
 use x86_64::registers::model_specific::{Efer, EferFlags};
 
-use super::rmem::{FarTransport, TRANSPORT};
 use crate::config;
+use remora_rmem::handoff::{self, DynTransport};
 
 /// The kernel's pager.
-pub type KernelPager = Pager<FarTransport>;
+pub type KernelPager = Pager<DynTransport>;
 
 /// The pager, behind the lock the fault handler and the evictor share.
 pub static PAGER: IrqLock<Option<KernelPager>> = IrqLock::new(None);
@@ -127,7 +127,7 @@ pub fn init(_boot: &'static BootInfo) {
     let base = config::pager::FAR_BASE as u64;
     let size = config::rmem::REGION_SIZE as u64;
     let local = config::pager::LOCAL_MEMORY as u64;
-    let Some(transport) = TRANSPORT.lock().take() else {
+    let Some(transport) = handoff::take() else {
         fatal(&"the pager needs the far-memory transport, which did not start");
     };
     let tables = region_tables(base, size);
@@ -157,6 +157,12 @@ pub fn init(_boot: &'static BootInfo) {
     *PAGER.lock() = Some(pager);
     traps::set_page_fault_handler(on_page_fault);
     remora_pager::observe::set_stats_source(|| with_pager(|p| p.stats().clone()));
+    remora_pager::observe::set_probe(|samples| {
+        match with_pager(|p| p.probe_round_trips(samples))? {
+            Ok(histogram) => Some(histogram),
+            Err(e) => fatal(&e),
+        }
+    });
 
     if config::pager::FAR_HEAP {
         if let Err(e) = HEAP.far().init(base as usize, size as usize) {

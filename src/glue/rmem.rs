@@ -2,13 +2,12 @@
 //! as an `rmem::Link` (one Ethernet frame per message, buffers large enough for a whole
 //! page), and opens the region on the memory node with the key from the command line.
 //!
-//! The connected transport waits in [`TRANSPORT`] for the pager to take it.
+//! The connected transport waits in `remora_rmem::handoff` for its user (the pager).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use remora_alloc::IrqLock;
 use remora_kvm::virtio::{self, VirtioHal};
 use remora_kvm::{BootInfo, pci, time};
 use remora_rmem::{Clock, LinkConfig, LinkError, LinkTransport, MAX_FRAME_LEN, RegionKey};
@@ -18,7 +17,12 @@ use virtio_drivers::transport::pci::PciTransport;
 use crate::config;
 
 /// Descriptors in each of the NIC's queues.
-const QUEUE_SIZE: usize = 128;
+const QUEUE_SIZE: usize = 256;
+/// Receive buffers posted: every descriptor of the receive queue. The transport's window
+/// never asks for more answers at once.
+const RX_BUFFERS: usize = QUEUE_SIZE;
+/// Transmit buffers.
+const TX_BUFFERS: usize = 64;
 /// Room for the virtio-net header and the largest far-memory frame.
 const BUFFER_LEN: usize = (MAX_FRAME_LEN + 64).next_multiple_of(64);
 
@@ -51,14 +55,14 @@ impl VirtioNetLink {
         let mut device = VirtIONetRaw::<VirtioHal, PciTransport, QUEUE_SIZE>::new(transport)?;
         device.disable_interrupts();
         let mut rx: Vec<Option<Box<[u8]>>> = (0..QUEUE_SIZE).map(|_| None).collect();
-        for _ in 0..QUEUE_SIZE / 2 {
+        for _ in 0..RX_BUFFERS {
             let mut buf = alloc::vec![0u8; BUFFER_LEN].into_boxed_slice();
             // SAFETY: the buffer is kept in `rx` under its token, untouched until the
             // device hands it back (`receive_complete`).
             let token = unsafe { device.receive_begin(&mut buf)? };
             rx[token as usize] = Some(buf);
         }
-        let tx = (0..QUEUE_SIZE / 2)
+        let tx = (0..TX_BUFFERS)
             .map(|_| (alloc::vec![0u8; BUFFER_LEN].into_boxed_slice(), None))
             .collect();
         Ok(VirtioNetLink { device, rx, tx })
@@ -120,11 +124,8 @@ impl remora_rmem::Link for VirtioNetLink {
     }
 }
 
-/// The transport the pager uses.
+/// The transport over the far-memory NIC.
 pub type FarTransport = LinkTransport<VirtioNetLink, TscClock>;
-
-/// The connected transport, until the pager takes it.
-pub static TRANSPORT: IrqLock<Option<FarTransport>> = IrqLock::new(None);
 
 fn fail(message: &str) -> ! {
     remora_kvm::early_panic(message)
@@ -178,10 +179,19 @@ pub fn init(boot: &'static BootInfo) {
         log::error!("rmem: virtio-net: {e:?}");
         fail("the far-memory NIC could not be started")
     });
+    // The command line may tune the link for a run (a slower or lossier network).
+    let number = |key: &str, default: i64| -> i64 {
+        match boot.cmdline.get(key).map(str::parse::<i64>) {
+            Some(Ok(v)) if v >= 0 => v,
+            Some(_) => fail("rmem.timeout_us= and rmem.retries= take a non-negative number"),
+            None => default,
+        }
+    };
     let link_config = LinkConfig {
         queue_depth: config::rmem::QUEUE_DEPTH as usize,
-        timeout_us: config::rmem::TIMEOUT_US as u64,
-        retries: config::rmem::RETRIES as u32,
+        timeout_us: number("rmem.timeout_us", config::rmem::TIMEOUT_US) as u64,
+        retries: number("rmem.retries", config::rmem::RETRIES) as u32,
+        window_pages: (config::rmem::WINDOW_PAGES as usize).min(RX_BUFFERS),
     };
     let size = config::rmem::REGION_SIZE as u64;
     let started = time::now_ns();
@@ -203,7 +213,7 @@ pub fn init(boot: &'static BootInfo) {
                 link_config.timeout_us,
                 link_config.retries
             );
-            *TRANSPORT.lock() = Some(transport);
+            remora_rmem::handoff::install(Box::new(transport));
         }
         Err(e) => {
             let mut out = remora_kvm::console::emergency_writer();

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use xtask::image;
+use xtask::memnode::{NodeChoice, NodeOptions};
 use xtask::qemu::{self, Accel, ImageStatus, RunOptions, RunOutcome};
 
 /// Builds the image of `config` (once per test process) and returns its ELF.
@@ -42,6 +43,13 @@ pub fn boot_with(config: &str, mut options: RunOptions) -> RunOutcome {
     let elf = image(config);
     if let Ok(resolved) = image::resolve(Path::new(config)) {
         options.memory_mib = image::guest_memory_mib(&resolved);
+        // An image with far memory gets a memory node of its own.
+        if resolved.component("rmem").is_some() && options.far_memory.is_none() {
+            options.far_memory = Some(NodeChoice::Start(NodeOptions {
+                capacity: image::region_size(&resolved) * 2,
+                ..NodeOptions::default()
+            }));
+        }
     }
     let outcome = qemu::run(&elf, &options).expect("QEMU runs");
     eprintln!(
@@ -62,4 +70,24 @@ pub fn assert_exit(outcome: &RunOutcome, status: ImageStatus) {
         "unexpected end of the image; console:\n{}",
         outcome.console
     );
+}
+
+/// Boots `config` against a memory node that loses `drop_rate` of the frames it gets.
+pub fn boot_lossy(config: &str, cmdline: &str, drop_rate: f64) -> RunOutcome {
+    let resolved = image::resolve(Path::new(config)).expect("config resolves");
+    let node = NodeOptions { capacity: image::region_size(&resolved) * 2, drop_rate, seed: 7 };
+    boot_with(
+        config,
+        RunOptions {
+            cmdline: cmdline.into(),
+            far_memory: Some(NodeChoice::Start(node)),
+            ..options()
+        },
+    )
+}
+
+/// The value of `key=` in the line of the console that starts with `prefix`.
+pub fn summary_value<'a>(run: &'a RunOutcome, prefix: &str, key: &str) -> Option<&'a str> {
+    let line = run.console.lines().find(|l| l.starts_with(prefix))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }

@@ -126,7 +126,7 @@ fn exp_approx(x: f64) -> f64 {
     // e^x = (e^(x/2^k))^(2^k) with a Taylor series for the small part.
     let mut k = 0;
     let mut r = x;
-    while r > 0.5 || r < -0.5 {
+    while !(-0.5..=0.5).contains(&r) {
         r /= 2.0;
         k += 1;
     }
@@ -181,6 +181,15 @@ fn slot(page: u64) -> usize {
     page as usize * 7 % (WORDS_PER_PAGE - 3)
 }
 
+/// Nanoseconds printed as microseconds with two decimals.
+struct Micros(u64);
+
+impl core::fmt::Display for Micros {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 1000, self.0 % 1000 / 10)
+    }
+}
+
 struct Mismatch {
     page: u64,
     op: u64,
@@ -229,14 +238,19 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
     }
     let mut versions: Vec<u32> = alloc::vec![0; pages as usize];
     let fill_started = time::now_ns();
-    data.resize(pages as usize * WORDS_PER_PAGE, 0);
+    // One pass: every page written once, with its record.
     for page in 0..pages {
-        let at = page as usize * WORDS_PER_PAGE + slot(page);
-        data[at] = page ^ seed;
-        data[at + 1] = 0;
-        data[at + 2] = mix(page, 0, seed);
+        let record = slot(page);
+        data.extend((0..WORDS_PER_PAGE).map(|w| match w.wrapping_sub(record) {
+            0 => page ^ seed,
+            1 => 0,
+            2 => mix(page, 0, seed),
+            _ => 0,
+        }));
     }
     let fill_ns = time::now_ns() - fill_started;
+    // The wire's own round trip, measured now, in this run, for comparison.
+    let rtt = observe::probe_round_trips(parse("rtt_samples").unwrap_or(1000) as usize);
     let before = observe::current_stats();
 
     let zipf = (pattern == Pattern::Zipfian).then(|| Zipf::new(pages, theta));
@@ -293,10 +307,14 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
     }
     if let (Some(before), Some(after)) = (before, observe::current_stats()) {
         let d = |f: fn(&remora_pager::PagerStats) -> u64| f(&after) - f(&before);
+        let fault = after.fault_latency.since(&before.fault_latency);
+        let fetch = after.fetch_latency.since(&before.fetch_latency);
+        let us = |ns: u64| Micros(ns);
         let _ = write!(
             line,
             " faults={} zero_fill={} remote={} in_flight={} writing_back={} evicted_clean={} evicted_dirty={} \
-             remote_reads={} remote_writes={} direct_reclaims={} fault_p50_us={}.{:02} fault_p99_us={}.{:02} fetch_p50_us={}.{:02}",
+             remote_reads={} remote_writes={} direct_reclaims={} fault_p50_us={} fault_p99_us={} fault_mean_us={} \
+             fetch_p50_us={} fetch_mean_us={}",
             d(|s| s.faults()),
             d(|s| s.faults_zero_fill),
             d(|s| s.faults_remote),
@@ -307,13 +325,25 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
             d(|s| s.remote_reads),
             d(|s| s.remote_writes),
             d(|s| s.direct_reclaims),
-            after.fault_latency.percentile(50.0) / 1000,
-            after.fault_latency.percentile(50.0) % 1000 / 10,
-            after.fault_latency.percentile(99.0) / 1000,
-            after.fault_latency.percentile(99.0) % 1000 / 10,
-            after.fetch_latency.percentile(50.0) / 1000,
-            after.fetch_latency.percentile(50.0) % 1000 / 10,
+            us(fault.percentile(50.0)),
+            us(fault.percentile(99.0)),
+            us(fault.mean()),
+            us(fetch.percentile(50.0)),
+            us(fetch.mean()),
         );
+        if let Some(rtt) = rtt.filter(|r| r.count() > 0) {
+            let ratio = fault.percentile(50.0) as f64 / rtt.percentile(50.0).max(1) as f64;
+            let mean_ratio = fault.mean() as f64 / rtt.mean().max(1) as f64;
+            let _ = write!(
+                line,
+                " rtt_p50_us={} rtt_p99_us={} rtt_mean_us={} fault_over_rtt_p50={:.2} fault_over_rtt_mean={:.2}",
+                us(rtt.percentile(50.0)),
+                us(rtt.percentile(99.0)),
+                us(rtt.mean()),
+                ratio,
+                mean_ratio
+            );
+        }
     }
     println!("{line}");
     drop(versions);

@@ -113,6 +113,10 @@ pub fn replenish_step<T: Transport>(
     if pager.free_frames() >= marks.high {
         return Ok(Step::Done);
     }
+    if pager.frames_soon_free() >= marks.high {
+        // Enough write-backs are finishing: wait for them rather than evict more.
+        return Ok(Step::Progress);
+    }
     let report = pager.reclaim(batch)?;
     if report.evicted() > 0 || report.accessed > 0 || pager.transport().in_flight() > 0 {
         Ok(Step::Progress)

@@ -9,6 +9,7 @@
 //! | [`wire`] | the message layout and its codec, shared with `memnode` | allocate, panic on input, decide policy |
 //! | [`ethernet`] | the Ethernet framing (EtherType 0x88B5) around each message | look inside a message |
 //! | [`link`] | what a link transport needs from the machine: [`Link`] and [`Clock`] | touch hardware (implementations live in the image) |
+//! | [`handoff`] | the slot where the connected transport waits for its user | use the transport |
 //! | `link_transport` | [`LinkTransport`]: request ids, in-flight table, timeouts and retries, reassembly | allocate after connect, block, let a request hang |
 //!
 //! # Use
@@ -36,6 +37,7 @@
 extern crate alloc;
 
 pub mod ethernet;
+pub mod handoff;
 pub mod link;
 mod link_transport;
 mod local_buf;

@@ -57,11 +57,16 @@ pub struct LinkConfig {
     pub timeout_us: u64,
     /// Resends before a request fails with [`TransportError::LinkLost`].
     pub retries: u32,
+    /// Pages whose answers may be on the way at once (flow control: what the link can
+    /// buffer on the receiving side). A post that would go beyond it is refused with
+    /// `QueueFull`, unless nothing is in flight.
+    pub window_pages: usize,
 }
 
 impl LinkConfig {
-    /// The defaults of `Config.toml`: 32 requests, 20 ms, 8 retries.
-    pub const DEFAULT: LinkConfig = LinkConfig { queue_depth: 32, timeout_us: 20_000, retries: 8 };
+    /// The defaults of `Config.toml`: 32 requests, 5 ms, 8 retries, 128 pages.
+    pub const DEFAULT: LinkConfig =
+        LinkConfig { queue_depth: 32, timeout_us: 5_000, retries: 8, window_pages: 128 };
 
     fn timeout_ns(&self) -> u64 {
         self.timeout_us.saturating_mul(1000)
@@ -247,7 +252,8 @@ impl<L: Link, C: Clock> LinkTransport<L, C> {
                     }
                     Some(None) => stats.foreign_dropped += 1,
                     None if clock.now_ns() >= deadline => break,
-                    None => core::hint::spin_loop(),
+                    // No `pause`: under TCG it costs tens of microseconds.
+                    None => {}
                 }
             }
             if tries > config.retries {
@@ -467,6 +473,8 @@ struct Engine {
     has_unsent: bool,
     tx: Vec<u8>,
     stats: TransportStats,
+    /// Pages of active requests (answers or acknowledgements still to come).
+    pages_in_flight: usize,
 }
 
 impl Engine {
@@ -502,6 +510,7 @@ impl Engine {
             has_unsent: false,
             tx,
             stats,
+            pages_in_flight: 0,
         }
     }
 
@@ -518,12 +527,21 @@ impl Engine {
             self.stats.bad_posts += 1;
             return Err(PostRejected { error, buf });
         }
-        let Some(index) = self.free.pop() else {
-            self.stats.queue_full += 1;
-            let error = PostError::QueueFull { capacity: self.slots.len() };
-            return Err(PostRejected { error, buf });
-        };
         let pages = (buf.len() / PAGE_SIZE) as u32;
+        let over_window = self.pages_in_flight > 0
+            && self.pages_in_flight + pages as usize > self.config.window_pages.max(1);
+        let index = match self.free.pop() {
+            Some(index) if !over_window => index,
+            popped => {
+                if let Some(index) = popped {
+                    let _ = self.free.push(index);
+                }
+                self.stats.queue_full += 1;
+                let error = PostError::QueueFull { capacity: self.slots.len() };
+                return Err(PostRejected { error, buf });
+            }
+        };
+        self.pages_in_flight += pages as usize;
         let request_id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
         let deadline_ns = now.saturating_add(self.config.timeout_ns());
@@ -737,7 +755,10 @@ impl Engine {
             }
             slot.tries += 1;
             slot.unsent = slot.all_pages() & !slot.arrived;
-            slot.deadline_ns = now.saturating_add(timeout_ns);
+            // Exponential back-off (x2 per try, up to x64): a loss is retried quickly, a
+            // congested or slow link is not flooded with copies.
+            let backoff = timeout_ns.saturating_mul(1 << (slot.tries - 1).min(6));
+            slot.deadline_ns = now.saturating_add(backoff);
             earliest = earliest.min(slot.deadline_ns);
             self.has_unsent = true;
         }
@@ -760,6 +781,7 @@ impl Engine {
         slot.state = SlotState::Done;
         slot.unsent = 0;
         slot.status = status;
+        self.pages_in_flight -= slot.pages as usize;
         // The done queue holds MAX_QUEUE_DEPTH >= slots: never full.
         let _ = self.done.push_back(index as u16);
     }

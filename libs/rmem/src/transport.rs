@@ -66,6 +66,35 @@ pub trait Transport {
     }
 }
 
+/// A boxed transport is a transport: the image hands its one transport around as
+/// `Box<dyn Transport + Send>` whatever kind it is.
+impl<T: Transport + ?Sized> Transport for alloc::boxed::Box<T> {
+    fn post_read(&mut self, remote: u64, local: LocalBuf, tag: u64) -> Result<(), PostRejected> {
+        (**self).post_read(remote, local, tag)
+    }
+    fn post_write(&mut self, remote: u64, local: LocalBuf, tag: u64) -> Result<(), PostRejected> {
+        (**self).post_write(remote, local, tag)
+    }
+    fn poll(&mut self) -> Option<Completion> {
+        (**self).poll()
+    }
+    fn in_flight(&self) -> usize {
+        (**self).in_flight()
+    }
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+    fn region_size(&self) -> u64 {
+        (**self).region_size()
+    }
+    fn max_transfer_len(&self) -> usize {
+        (**self).max_transfer_len()
+    }
+    fn stats(&self) -> TransportStats {
+        (**self).stats()
+    }
+}
+
 /// Which way a request moves data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {

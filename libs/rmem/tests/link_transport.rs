@@ -22,7 +22,7 @@ const PAGE: u64 = PAGE_SIZE as u64;
 
 /// 1 ms timeout: the simulated latencies are microseconds.
 fn config(retries: u32) -> LinkConfig {
-    LinkConfig { queue_depth: 32, timeout_us: 1_000, retries }
+    LinkConfig { queue_depth: 32, timeout_us: 1_000, retries, window_pages: 4096 }
 }
 
 type Far = LinkTransport<SimLink, FakeClock>;
@@ -222,8 +222,9 @@ fn a_dead_node_is_reported_as_link_lost_after_the_retry_budget() {
         panic!("expected link lost, got {:?}", done.status);
     };
     assert_eq!(tries, 5);
-    assert!((5..=6).contains(&waited_ms), "waited {waited_ms} ms for 5 tries of 1 ms");
-    assert!(elapsed_ms <= 6);
+    // Back-off doubles the wait after each try: 1 + 2 + 4 + 8 + 16 ms.
+    assert!((31..=32).contains(&waited_ms), "waited {waited_ms} ms for 5 tries from 1 ms doubling");
+    assert!(elapsed_ms <= 32);
     assert_eq!(link.net.borrow().image_sends - sends_before, 5);
     let message = TransportError::LinkLost { tries, waited_ms }.to_string();
     assert!(message.starts_with("link lost: no answer from the memory node after 5 tries over"));
@@ -457,7 +458,7 @@ proptest! {
     ) {
         let impairments = Impairments { loss, duplicate, latency_ns: 10_000, jitter_ns: 400_000, late_ns: 20_000_000 };
         let (link, clock) = network(64 * MIB, impairments, seed);
-        let mut far = connect(&link, &clock, 24 * PAGE, LinkConfig { queue_depth: 8, timeout_us: 1_000, retries: 60 });
+        let mut far = connect(&link, &clock, 24 * PAGE, LinkConfig { queue_depth: 8, timeout_us: 1_000, retries: 60, window_pages: 4096 });
         let mut model: HashMap<u64, Vec<u8>> = HashMap::new();
         for batch in batches {
             // Pages touched by this batch; a request overlapping an earlier one waits for
@@ -503,4 +504,31 @@ proptest! {
         prop_assert_eq!(stats.completed_err, 0);
         prop_assert_eq!(stats.completed_ok, stats.reads_posted + stats.writes_posted);
     }
+}
+
+#[test]
+fn the_page_window_limits_answers_in_flight() {
+    let (link, clock) = network(64 * MIB, Impairments::CLEAN, 21);
+    let mut far = connect(&link, &clock, MIB, LinkConfig { window_pages: 8, ..config(3) });
+    // Two 4-page reads fill the window of 8 pages; a third is refused, nothing sent.
+    far.post_read(0, new_buf(4 * PAGE_SIZE), 1).unwrap();
+    far.post_read(4 * PAGE, new_buf(4 * PAGE_SIZE), 2).unwrap();
+    let sends = link.net.borrow().image_send_attempts;
+    let refused = far.post_read(8 * PAGE, new_buf(4 * PAGE_SIZE), 3).unwrap_err();
+    assert!(matches!(refused.error, PostError::QueueFull { .. }));
+    assert_eq!(link.net.borrow().image_send_attempts, sends);
+    free_buf(refused.buf);
+    // Once one completes there is room again.
+    let first = wait(&mut far);
+    free_buf(first.buf);
+    far.post_read(8 * PAGE, new_buf(4 * PAGE_SIZE), 3).unwrap();
+    for done in drain(&mut far) {
+        assert_eq!(done.status, Ok(()));
+        free_buf(done.buf);
+    }
+    // A single request larger than the window still goes when nothing is in flight.
+    far.post_read(0, new_buf(16 * PAGE_SIZE), 4).unwrap();
+    let big = wait(&mut far);
+    assert_eq!(big.status, Ok(()));
+    free_buf(big.buf);
 }

@@ -73,9 +73,18 @@ pub fn init(level: log::LevelFilter) {
 }
 
 /// Writes formatted text to the console, whole, with interrupts off.
+///
+/// If the console is already held on this CPU (formatting touched far memory and the
+/// fault path reports something), the text goes out without the lock instead of waiting
+/// for a holder that cannot run.
 pub fn print(args: fmt::Arguments<'_>) {
-    interrupts::without_interrupts(|| {
-        let _ = UART.lock().write_fmt(args);
+    interrupts::without_interrupts(|| match UART.try_lock() {
+        Some(mut uart) => {
+            let _ = uart.write_fmt(args);
+        }
+        None => {
+            let _ = emergency_writer().write_fmt(args);
+        }
     });
 }
 

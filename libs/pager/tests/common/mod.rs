@@ -85,7 +85,7 @@ impl Transport for FakeTransport {
 
     fn poll(&mut self) -> Option<Completion> {
         self.polls += 1;
-        if self.pending.is_empty() || self.polls % (self.delay_polls + 1) != 0 {
+        if self.pending.is_empty() || !self.polls.is_multiple_of(self.delay_polls + 1) {
             return None;
         }
         let i = (self.next() % self.pending.len() as u64) as usize;
@@ -121,7 +121,7 @@ impl Transport for FakeTransport {
     }
 
     fn stats(&self) -> TransportStats {
-        self.stats.clone()
+        self.stats
     }
 }
 
@@ -193,8 +193,9 @@ pub fn access(pager: &mut Pager<FakeTransport>, addr: u64, write: Option<u64>) -
         if let Some(present) = touch(pte, write.is_some()) {
             let frame =
                 pager.frame_ptr(present.addr().as_u64()).expect("a mapped frame is a cache frame");
+            // SAFETY: the frame is a cache frame of 4096 bytes; the offset is inside it.
             let at = unsafe { frame.as_ptr().add((addr % PAGE) as usize) as *mut u64 };
-            // SAFETY (test): the frame is mapped at this page, which is what the CPU uses.
+            // SAFETY: the frame is mapped at this page, which is what the CPU would use.
             unsafe {
                 if let Some(v) = write {
                     at.write_unaligned(v);

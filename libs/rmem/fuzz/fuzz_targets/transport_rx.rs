@@ -65,7 +65,7 @@ impl Clock for StepClock {
 
 fuzz_target!(|data: &[u8]| {
     let link = ScriptedLink { inbox: VecDeque::new(), open_id: None };
-    let config = LinkConfig { queue_depth: 4, timeout_us: 1_000_000, retries: 1 };
+    let config = LinkConfig { queue_depth: 4, timeout_us: 1_000_000, retries: 1, window_pages: 256 };
     let Ok(mut far) = LinkTransport::connect(link, StepClock(Cell::new(0)), KEY, 1 << 20, config)
     else {
         panic!("connect to the scripted node failed");

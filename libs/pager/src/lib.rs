@@ -22,6 +22,7 @@
 //! | [`pager`] | the state machine: faults, completions, eviction mechanics, prefetch issue | block (it polls), allocate on the fault path, touch far memory itself |
 //! | [`policy`] | the [`VictimPolicy`] interface the evictor implements | hold pager state |
 //! | [`stats`] | counters and latency histograms | allocate |
+//! | [`testing`] | host stand-ins: heap frames, a fake transport, a CPU (tests and trace replay) | be used by the image |
 //! | [`observe`] | the hook through which applications read the running pager's counters | reach the pager itself |
 //!
 //! The pager holds no lock: the image keeps it behind one (interrupts off), which the
@@ -39,6 +40,7 @@ pub mod pager;
 pub mod policy;
 pub mod region;
 pub mod stats;
+pub mod testing;
 
 pub use frames::{FrameId, FrameMemory};
 pub use pager::{FaultKind, Pager, PagerError, PrefetchOutcome, ReclaimReport};

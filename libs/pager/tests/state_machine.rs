@@ -35,7 +35,7 @@ fn addr(page: u64) -> u64 {
     BASE + page * PAGE + (page * 88) % (PAGE - 8)
 }
 
-fn check_frames_unique(p: &remora_pager::Pager<common::FakeTransport>, pages: u64) {
+fn check_frames_unique(p: &remora_pager::Pager<remora_pager::testing::FakeTransport>, pages: u64) {
     let mut seen = HashSet::new();
     for page in 0..pages {
         if let FarPte::Present(present) = p.region().pte(page).load() {

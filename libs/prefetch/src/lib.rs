@@ -1,0 +1,2 @@
+//! Prefetch policies (being written).
+#![cfg_attr(not(test), no_std)]

@@ -15,3 +15,5 @@ pub mod pager;
 pub mod rmem;
 #[cfg(feature = "lib-sched")]
 pub mod sched;
+#[cfg(feature = "lib-net")]
+pub mod net;

@@ -5,26 +5,16 @@
 //! The connected transport waits in `remora_rmem::handoff` for its user (the pager).
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use remora_kvm::virtio::{self, VirtioHal};
+use remora_kvm::virtio;
+use remora_kvm::virtio_net::{BUFFER_LEN, RX_BUFFERS, SendError, VirtioNet};
 use remora_kvm::{BootInfo, pci, time};
 use remora_rmem::{Clock, LinkConfig, LinkError, LinkTransport, MAX_FRAME_LEN, RegionKey};
-use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::pci::PciTransport;
 
 use crate::config;
 
-/// Descriptors in each of the NIC's queues.
-const QUEUE_SIZE: usize = 256;
-/// Receive buffers posted: every descriptor of the receive queue. The transport's window
-/// never asks for more answers at once.
-const RX_BUFFERS: usize = QUEUE_SIZE;
-/// Transmit buffers.
-const TX_BUFFERS: usize = 64;
-/// Room for the virtio-net header and the largest far-memory frame.
-const BUFFER_LEN: usize = (MAX_FRAME_LEN + 64).next_multiple_of(64);
+const _: () = assert!(MAX_FRAME_LEN + 12 <= BUFFER_LEN, "NIC buffers too small for a page frame");
 
 /// The monotonic clock, for timeouts.
 pub struct TscClock;
@@ -35,97 +25,29 @@ impl Clock for TscClock {
     }
 }
 
-/// A virtio-net device as a datagram link: every receive buffer is posted at start and
-/// re-posted as soon as its frame has been handled; transmit buffers are reused once the
-/// device has sent them.
-pub struct VirtioNetLink {
-    device: VirtIONetRaw<VirtioHal, PciTransport, QUEUE_SIZE>,
-    /// Receive buffers, indexed by the token of the request they are posted with.
-    rx: Vec<Option<Box<[u8]>>>,
-    /// Transmit buffers and the token each is in flight with, if any.
-    tx: Vec<(Box<[u8]>, Option<u16>)>,
-}
+/// The far-memory NIC as the link transport's `Link`.
+pub struct FarLink(VirtioNet);
 
-// SAFETY: the link is used under the pager's lock only; the device and its buffers move
-// with it as a whole.
-unsafe impl Send for VirtioNetLink {}
-
-impl VirtioNetLink {
-    fn new(transport: PciTransport) -> Result<Self, virtio_drivers::Error> {
-        let mut device = VirtIONetRaw::<VirtioHal, PciTransport, QUEUE_SIZE>::new(transport)?;
-        device.disable_interrupts();
-        let mut rx: Vec<Option<Box<[u8]>>> = (0..QUEUE_SIZE).map(|_| None).collect();
-        for _ in 0..RX_BUFFERS {
-            let mut buf = alloc::vec![0u8; BUFFER_LEN].into_boxed_slice();
-            // SAFETY: the buffer is kept in `rx` under its token, untouched until the
-            // device hands it back (`receive_complete`).
-            let token = unsafe { device.receive_begin(&mut buf)? };
-            rx[token as usize] = Some(buf);
-        }
-        let tx = (0..TX_BUFFERS)
-            .map(|_| (alloc::vec![0u8; BUFFER_LEN].into_boxed_slice(), None))
-            .collect();
-        Ok(VirtioNetLink { device, rx, tx })
-    }
-
-    /// Takes back transmit buffers the device is done with.
-    fn reap_transmitted(&mut self) {
-        while let Some(token) = self.device.poll_transmit() {
-            if let Some(slot) = self.tx.iter_mut().find(|(_, t)| *t == Some(token)) {
-                // SAFETY: the same buffer that was given to `transmit_begin` with `token`.
-                let _ = unsafe { self.device.transmit_complete(token, &slot.0) };
-                slot.1 = None;
-            } else {
-                break;
-            }
-        }
-    }
-}
-
-impl remora_rmem::Link for VirtioNetLink {
+impl remora_rmem::Link for FarLink {
     fn mac(&self) -> [u8; 6] {
-        self.device.mac_address()
+        self.0.mac()
     }
 
     fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
-        self.reap_transmitted();
-        let Some(slot) = self.tx.iter_mut().find(|(_, t)| t.is_none()) else {
-            return Err(LinkError::Busy);
-        };
-        let header = self
-            .device
-            .fill_buffer_header(&mut slot.0)
-            .map_err(|_| LinkError::Failed { what: "virtio-net header" })?;
-        if header + frame.len() > slot.0.len() {
-            return Err(LinkError::TooLong { len: frame.len(), max: slot.0.len() - header });
-        }
-        slot.0[header..header + frame.len()].copy_from_slice(frame);
-        // SAFETY: the buffer stays in `tx`, marked in flight, until `poll_transmit`
-        // returns its token.
-        let token = unsafe { self.device.transmit_begin(&slot.0[..header + frame.len()]) }
-            .map_err(|_| LinkError::Busy)?;
-        slot.1 = Some(token);
-        Ok(())
+        self.0.send(frame).map_err(|e| match e {
+            SendError::Busy => LinkError::Busy,
+            SendError::TooLong { len, max } => LinkError::TooLong { len, max },
+            SendError::Device => LinkError::Failed { what: "virtio-net refused a frame" },
+        })
     }
 
     fn receive<R>(&mut self, handle: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let token = self.device.poll_receive()?;
-        let mut buf = self.rx.get_mut(token as usize)?.take()?;
-        // SAFETY: `buf` is the buffer posted with `token`.
-        let result = match unsafe { self.device.receive_complete(token, &mut buf) } {
-            Ok((header, len)) => Some(handle(&buf[header..header + len])),
-            Err(_) => None,
-        };
-        // SAFETY: as at start: kept under its new token until handed back.
-        if let Ok(token) = unsafe { self.device.receive_begin(&mut buf) } {
-            self.rx[token as usize] = Some(buf);
-        }
-        result
+        self.0.receive(handle)
     }
 }
 
 /// The transport over the far-memory NIC.
-pub type FarTransport = LinkTransport<VirtioNetLink, TscClock>;
+pub type FarTransport = LinkTransport<FarLink, TscClock>;
 
 fn fail(message: &str) -> ! {
     remora_kvm::early_panic(message)
@@ -175,7 +97,7 @@ pub fn init(boot: &'static BootInfo) {
         log::error!("rmem: {nic}: {e:?}");
         fail("the far-memory NIC could not be set up as a virtio device")
     });
-    let link = VirtioNetLink::new(transport).unwrap_or_else(|e| {
+    let link = VirtioNet::new(transport).map(FarLink).unwrap_or_else(|e| {
         log::error!("rmem: virtio-net: {e:?}");
         fail("the far-memory NIC could not be started")
     });

@@ -137,3 +137,12 @@ pub fn region_size(resolved: &config::Resolved) -> u64 {
         _ => 0,
     }
 }
+
+/// The TCP port the image's application serves (its `port` option; 6379 for Redis), for
+/// forwarding.
+pub fn service_port(resolved: &config::Resolved) -> u16 {
+    match resolved.option(resolved.app(), "port") {
+        Some(config::Value::Int(port)) => u16::try_from(*port).unwrap_or(6379),
+        _ => 6379,
+    }
+}

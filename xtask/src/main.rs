@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use xtask::memnode::{NodeChoice, NodeOptions};
-use xtask::qemu::{self, Accel, RunOptions};
+use xtask::qemu::{self, Accel, AppNet, RunOptions};
 use xtask::{image, testing};
 
 #[derive(Parser)]
@@ -53,6 +53,12 @@ enum Cmd {
         /// Fraction of frames the started memory node loses (for experiments)
         #[arg(long, default_value_t = 0.0)]
         drop_rate: f64,
+        /// Host port (on 127.0.0.1) forwarded to the image's service port
+        #[arg(long, default_value_t = 6379)]
+        port: u16,
+        /// Use this TAP interface for the application network instead of user networking
+        #[arg(long, value_name = "IFNAME")]
+        tap: Option<String>,
         /// Extra QEMU arguments
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -105,11 +111,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             memnode_udp,
             udp_local,
             drop_rate,
+            port,
+            tap,
             qemu_args,
         } => {
             let image = image::build(&config, true)?;
             let accel = accel.resolve()?;
             eprintln!("booting {} under QEMU with {accel}", image.elf.display());
+            if image.resolved.component("net").is_some() && tap.is_none() {
+                eprintln!(
+                    "the image's port {} is at 127.0.0.1:{port}",
+                    image::service_port(&image.resolved)
+                );
+            }
             let options = RunOptions {
                 accel,
                 timeout: Duration::from_secs(timeout),
@@ -130,6 +144,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }),
                 kill_node_on: None,
+                app_net: image.resolved.component("net").map(|_| match tap {
+                    Some(ifname) => AppNet::Tap { ifname },
+                    None => AppNet::User {
+                        host_port: port,
+                        guest_port: image::service_port(&image.resolved),
+                    },
+                }),
             };
             let outcome = qemu::run(&image.elf, &options)?;
             eprintln!("{} ({accel}, {:.2} s)", outcome.status, outcome.wall_time.as_secs_f64());

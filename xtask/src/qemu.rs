@@ -142,7 +142,43 @@ pub struct RunOptions {
     /// Kill the started memory node when a console line contains this (tests of a lost
     /// node).
     pub kill_node_on: Option<String>,
+    /// Give the image its application network card.
+    pub app_net: Option<AppNet>,
 }
+
+/// How the image's application network card reaches the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppNet {
+    /// QEMU user networking: the image is at 10.0.2.15 behind QEMU's NAT, and host port
+    /// `host_port` on 127.0.0.1 is forwarded to `guest_port` in the image.
+    User { host_port: u16, guest_port: u16 },
+    /// A TAP interface the user created (faster); the image takes its address from its
+    /// configuration (`net.ip`, or DHCP).
+    Tap { ifname: String },
+}
+
+impl AppNet {
+    /// The QEMU arguments for this card.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let netdev = match self {
+            AppNet::User { host_port, guest_port } => {
+                format!("user,id=appnet,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}")
+            }
+            AppNet::Tap { ifname } => {
+                format!("tap,id=appnet,ifname={ifname},script=no,downscript=no")
+            }
+        };
+        vec![
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            format!("virtio-net-pci,netdev=appnet,addr={APP_NIC_PCI_SLOT},mac=52:54:00:12:34:56"),
+        ]
+    }
+}
+
+/// Where the application's card sits on the PCI bus.
+pub const APP_NIC_PCI_SLOT: &str = "0x11";
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -156,6 +192,7 @@ impl Default for RunOptions {
             interactive: false,
             far_memory: None,
             kill_node_on: None,
+            app_net: None,
         }
     }
 }
@@ -268,6 +305,11 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
             memnode::FAR_NIC_ADDRESS,
             options.cmdline
         );
+    }
+    if let Some(net) = &options.app_net {
+        let args = net.qemu_args();
+        options.extra_args.splice(0..0, args);
+        options.cmdline = format!("net.nic=00:11.0 {}", options.cmdline);
     }
     let options = &options;
     let killer = node.as_ref().map(MemoryNode::killer);

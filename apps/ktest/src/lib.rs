@@ -10,6 +10,7 @@ extern crate alloc;
 use remora_kvm::{BootInfo, ExitStatus, println};
 
 mod memory_tests;
+mod net_tests;
 mod platform_tests;
 mod thread_tests;
 
@@ -29,6 +30,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("waitqueue", thread_tests::wait_queue),
     ("overflow", thread_tests::stack_overflow),
     ("switch", thread_tests::switch_cost),
+    ("echo", net_tests::echo),
 ];
 
 pub fn main(boot: &'static BootInfo) -> ExitStatus {

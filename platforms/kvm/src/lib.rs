@@ -9,6 +9,8 @@
 
 #![no_std]
 
+extern crate alloc;
+
 pub mod apic;
 pub mod boot;
 pub mod cmdline;
@@ -26,6 +28,7 @@ pub mod start_info;
 pub mod time;
 pub mod traps;
 pub mod virtio;
+pub mod virtio_net;
 
 use core::ops::Range;
 

@@ -3,8 +3,7 @@
 //! address from the configuration.
 
 use alloc::boxed::Box;
-use core::fmt::Write as _;
-
+use remora_kvm::format::Mac;
 use remora_kvm::virtio_net::VirtioNet;
 use remora_kvm::{BootInfo, pci, time, virtio};
 use remora_net::{Addressing, NetConfig, Nic};
@@ -30,13 +29,6 @@ impl Nic for AppNic {
             n
         })
     }
-}
-
-fn pci_name(d: &pci::PciDevice) -> heapless::String<16> {
-    let mut name = heapless::String::new();
-    let a = d.address;
-    let _ = write!(name, "{:02x}:{:02x}.{}", a.bus(), a.device(), a.function());
-    name
 }
 
 fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
@@ -80,14 +72,9 @@ fn pause(ms: u64) {
 pub fn init(boot: &'static BootInfo) {
     let far_nic = boot.cmdline.get("rmem.nic");
     let wanted = boot.cmdline.get("net.nic");
-    let nic = pci::devices().iter().find(|d| {
-        let virtio_net = d.vendor_id == 0x1af4 && matches!(d.device_id, 0x1000 | 0x1041);
-        let name = pci_name(d);
-        virtio_net
-            && match wanted {
-                Some(w) => name == w,
-                None => Some(name.as_str()) != far_nic,
-            }
+    let nic = pci::devices().iter().filter(|d| d.is_virtio_net()).find(|d| match wanted {
+        Some(w) => d.bdf() == w,
+        None => Some(d.bdf().as_str()) != far_nic,
     });
     let Some(nic) = nic else {
         log::warn!(
@@ -105,17 +92,7 @@ pub fn init(boot: &'static BootInfo) {
         tx_buffer: config::net::TX_BUFFER,
         backlog: config::net::BACKLOG as usize,
     };
-    let mac = device.mac();
+    let mac = Mac(device.mac());
     remora_net::init(Box::new(AppNic(device)), config, time::now_ns, pause);
-    log::info!(
-        "net: {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {:?}",
-        pci_name(nic),
-        mac[0],
-        mac[1],
-        mac[2],
-        mac[3],
-        mac[4],
-        mac[5],
-        config.addressing
-    );
+    log::info!("net: {} mac {mac}, {:?}", nic.bdf(), config.addressing);
 }

@@ -7,6 +7,7 @@
 use alloc::boxed::Box;
 use core::fmt::Write as _;
 
+use remora_kvm::format::Mac;
 use remora_kvm::virtio;
 use remora_kvm::virtio_net::{BUFFER_LEN, RX_BUFFERS, SendError, VirtioNet};
 use remora_kvm::{BootInfo, pci, time};
@@ -72,16 +73,10 @@ fn region_key(boot: &BootInfo) -> RegionKey {
 
 /// The far-memory NIC: the virtio-net device at `rmem.nic=bb:dd.f`, else the first one.
 fn find_nic(boot: &BootInfo) -> &'static pci::PciDevice {
-    let is_virtio_net =
-        |d: &&pci::PciDevice| d.vendor_id == 0x1af4 && matches!(d.device_id, 0x1000 | 0x1041);
+    let mut cards = pci::devices().iter().filter(|d| d.is_virtio_net());
     let found = match boot.cmdline.get("rmem.nic") {
-        Some(want) => pci::devices().iter().filter(is_virtio_net).find(|d| {
-            let mut name = heapless::String::<16>::new();
-            let a = d.address;
-            let _ = write!(name, "{:02x}:{:02x}.{}", a.bus(), a.device(), a.function());
-            name == want
-        }),
-        None => pci::devices().iter().find(is_virtio_net),
+        Some(want) => cards.find(|d| d.bdf() == want),
+        None => cards.next(),
     };
     found.unwrap_or_else(|| {
         fail(
@@ -119,17 +114,11 @@ pub fn init(boot: &'static BootInfo) {
     let started = time::now_ns();
     match FarTransport::connect(link, TscClock, region_key(boot), size, link_config) {
         Ok(transport) => {
-            let mac = transport.node_mac();
             log::info!(
-                "rmem: region of {} MiB open on memory node {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} \
-                 in {} us (queue depth {}, timeout {} us, {} retries)",
+                "rmem: region of {} MiB open on memory node {} in {} us (queue depth {}, \
+                 timeout {} us, {} retries)",
                 size >> 20,
-                mac[0],
-                mac[1],
-                mac[2],
-                mac[3],
-                mac[4],
-                mac[5],
+                Mac(transport.node_mac()),
                 (time::now_ns() - started) / 1000,
                 link_config.queue_depth,
                 link_config.timeout_us,

@@ -47,3 +47,13 @@ impl core::ops::Deref for StackStr {
         core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
     }
 }
+
+/// A MAC address as `52:54:00:12:34:56`.
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}

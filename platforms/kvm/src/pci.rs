@@ -131,6 +131,22 @@ impl PciDevice {
         self.vendor_id == vendor && self.device_id == device
     }
 
+    /// A virtio network card (transitional or modern).
+    pub fn is_virtio_net(&self) -> bool {
+        self.vendor_id == 0x1af4 && matches!(self.device_id, 0x1000 | 0x1041)
+    }
+
+    /// Its address as `bb:dd.f`, as on the command line (`rmem.nic=`, `net.nic=`).
+    pub fn bdf(&self) -> heapless::String<16> {
+        let mut name = heapless::String::new();
+        let a = self.address;
+        let _ = core::fmt::write(
+            &mut name,
+            format_args!("{:02x}:{:02x}.{}", a.bus(), a.device(), a.function()),
+        );
+        name
+    }
+
     /// The endpoint header, for capability walking and command updates.
     pub fn endpoint(&self) -> Option<EndpointHeader> {
         EndpointHeader::from_header(PciHeader::new(self.address), config_access())

@@ -68,6 +68,8 @@ enum Cmd {
         #[arg(long, default_value = "configs/hello.toml")]
         config: PathBuf,
     },
+    /// Check formatting and clippy (warnings are errors) for host and bare-metal crates
+    Lint,
     /// Run every test: host tests of every crate, then the QEMU integration tests
     Test {
         /// Accelerator for the integration tests (default tcg: see README)
@@ -165,6 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("written to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Lint => testing::lint(),
         Cmd::Test { accel, host_only, filter } => {
             let accel = match accel {
                 Some(a) => a,

@@ -32,3 +32,28 @@ pub fn run_all(accel: Accel, host_only: bool, filter: Option<&str>) -> Result<Ex
     let status = cmd.status().context("cannot run cargo test")?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// Crates built for the bare target only (the image's parts that are not host-tested).
+const BARE_CRATES: &[&str] = &["remora-kvm"];
+
+/// `cargo xtask lint`: formatting, then clippy with warnings as errors, for the host
+/// crates and for every crate of the image built for the bare target.
+pub fn lint() -> Result<ExitCode> {
+    let run = |what: &str, args: &[&str]| -> Result<bool> {
+        eprintln!("== {what}");
+        let status = cargo().args(args).status().context("cannot run cargo")?;
+        Ok(status.success())
+    };
+    let mut ok = run("formatting", &["fmt", "--all", "--", "--check"])?;
+    ok &= run(
+        "clippy, host crates",
+        &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
+    )?;
+    let mut bare = vec!["clippy", "--target", crate::image::TARGET, "--quiet"];
+    for krate in BARE_CRATES {
+        bare.extend(["--package", krate]);
+    }
+    bare.extend(["--", "-D", "warnings"]);
+    ok &= run("clippy, bare-metal platform", &bare)?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

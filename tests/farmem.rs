@@ -79,3 +79,47 @@ fn dirty_pages_written_sequentially_read_back_after_eviction() {
     assert_eq!(summary_value(&run, "membench:", "integrity"), Some("ok"));
     assert!(number(&run, "membench:", "remote_writes") >= 16_000.0);
 }
+
+/// Boots membench's image `config` with `cmdline`, checks it kept every value, and
+/// returns its demand faults (faults that read their page from the node).
+fn membench_demand_faults(config: &str, cmdline: &str) -> f64 {
+    let run = boot(config, cmdline);
+    assert_exit(&run, ImageStatus::Exited(0));
+    assert_eq!(summary_value(&run, "membench:", "integrity"), Some("ok"));
+    // Every prefetch hit is either a fault on a prefetch in flight or a use with no fault.
+    assert_eq!(
+        number(&run, "membench:", "faults_avoided") + number(&run, "membench:", "in_flight"),
+        number(&run, "membench:", "prefetch_hits"),
+        "{}",
+        run.console
+    );
+    number(&run, "membench:", "remote") + number(&run, "membench:", "writing_back")
+}
+
+#[test]
+fn sequential_readahead_takes_far_fewer_demand_faults_on_a_sequential_walk() {
+    let cmdline = "ops=20000 pattern=sequential mode=rw";
+    let none = membench_demand_faults("configs/membench-none.toml", cmdline);
+    let sequential = membench_demand_faults("configs/membench.toml", cmdline);
+    eprintln!("sequential walk: demand faults none={none} sequential={sequential}");
+    assert!(none >= 20_000.0, "without prefetching every page is a demand fault: {none}");
+    assert!(sequential * 4.0 < none, "none {none}, sequential {sequential}");
+}
+
+#[test]
+fn majority_follows_a_stride_that_readahead_cannot() {
+    let cmdline = "ops=20000 pattern=strided stride=3 mode=rw";
+    let sequential = membench_demand_faults("configs/membench.toml", cmdline);
+    let majority = membench_demand_faults("configs/membench-majority.toml", cmdline);
+    eprintln!("strided walk: demand faults sequential={sequential} majority={majority}");
+    assert!(majority * 4.0 < sequential, "sequential {sequential}, majority {majority}");
+}
+
+#[test]
+fn application_hints_prefetch_a_random_walk() {
+    let plain = membench_demand_faults("configs/membench-none.toml", "ops=20000 pattern=random");
+    let hinted =
+        membench_demand_faults("configs/membench-none.toml", "ops=20000 pattern=random hint=16");
+    eprintln!("random walk: demand faults without hints={plain} with hints={hinted}");
+    assert!(hinted * 2.0 < plain, "without {plain}, with hints {hinted}");
+}

@@ -9,11 +9,13 @@ pub mod alloc;
 pub mod evictor;
 #[cfg(feature = "lib-mmu")]
 pub mod mmu;
+#[cfg(feature = "lib-net")]
+pub mod net;
 #[cfg(feature = "lib-pager")]
 pub mod pager;
+#[cfg(feature = "lib-prefetch")]
+pub mod prefetch;
 #[cfg(feature = "lib-rmem")]
 pub mod rmem;
 #[cfg(feature = "lib-sched")]
 pub mod sched;
-#[cfg(feature = "lib-net")]
-pub mod net;

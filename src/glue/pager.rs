@@ -1,5 +1,7 @@
 //! Remote paging at boot and at run time: the far region's page tables, the local frame
-//! cache, the pager behind its lock, the page-fault handler, and the far heap.
+//! cache, the pager behind its lock (with the prefetch policy the configuration chose),
+//! the page-fault handler, the far heap, and the fault trace (`trace=<pages>` on the
+//! command line records the far pages reached, for replay on the host).
 //!
 //! The page-fault handler runs with interrupts off and takes the pager lock; so does every
 //! other user of the pager (the evictor thread, INFO-style readers), one step at a time.
@@ -17,6 +19,7 @@ use remora_kvm::paging::phys_to_virt;
 use remora_kvm::traps::{self, FaultOutcome, TrapFrame};
 use remora_kvm::{BootInfo, ExitStatus, time};
 use remora_mmu::{Page, PageTableFlags, VirtAddr};
+use remora_pager::observe::TraceChunk;
 use remora_pager::{FarRegion, FrameMemory, Pager, PagerError};
 use x86_64::registers::model_specific::{Efer, EferFlags};
 
@@ -123,7 +126,33 @@ pub fn with_pager<R>(f: impl FnOnce(&mut KernelPager) -> R) -> Option<R> {
     PAGER.lock().as_mut().map(f)
 }
 
-pub fn init(_boot: &'static BootInfo) {
+/// Most pages `trace=` may ask to keep (8 MiB of the kernel heap).
+const MAX_TRACE: usize = 1 << 20;
+
+/// Copies recorded pages `from..` into `out` through a buffer on this stack: the pager's
+/// lock is held only while copying into that buffer, so `out` may be in far memory.
+fn read_trace(from: usize, out: &mut [u64]) -> Option<TraceChunk> {
+    let mut local = [0u64; 128];
+    let mut chunk = TraceChunk { copied: 0, kept: 0, recorded: 0 };
+    loop {
+        let want = (out.len() - chunk.copied).min(local.len());
+        let (copied, kept, recorded) = with_pager(|p| {
+            let trace = p.trace()?;
+            Some((
+                trace.copy_out(from + chunk.copied, &mut local[..want]),
+                trace.len(),
+                trace.recorded(),
+            ))
+        })??;
+        out[chunk.copied..chunk.copied + copied].copy_from_slice(&local[..copied]);
+        chunk = TraceChunk { copied: chunk.copied + copied, kept, recorded };
+        if copied < want || chunk.copied == out.len() {
+            return Some(chunk);
+        }
+    }
+}
+
+pub fn init(boot: &'static BootInfo) {
     let base = config::pager::FAR_BASE as u64;
     let size = config::rmem::REGION_SIZE as u64;
     let local = config::pager::LOCAL_MEMORY as u64;
@@ -136,7 +165,7 @@ pub fn init(_boot: &'static BootInfo) {
     if Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE) {
         flags |= PageTableFlags::NO_EXECUTE;
     }
-    let pager = Pager::new(
+    let mut pager = Pager::new(
         FarRegion::new(base, size / 4096, tables),
         &memory,
         transport,
@@ -145,18 +174,30 @@ pub fn init(_boot: &'static BootInfo) {
         time::now_ns,
         flags,
     );
+    #[cfg(feature = "lib-prefetch")]
+    pager.set_prefetch_policy(super::prefetch::policy());
+    match boot.cmdline.get("trace").map(str::parse::<usize>) {
+        None => {}
+        Some(Ok(pages)) if (1..=MAX_TRACE).contains(&pages) => {
+            pager.enable_trace(pages);
+            log::info!("pager: recording the last {pages} far pages reached (trace=)");
+        }
+        Some(_) => fatal(&format_args!("trace= takes a number of pages from 1 to {MAX_TRACE}")),
+    }
     log::info!(
-        "pager: far region {:#x}+{} MiB, local cache {} frames ({} MiB, {}x smaller), victim policy {}",
+        "pager: far region {:#x}+{} MiB, local cache {} frames ({} MiB, {}x smaller), victim policy {}, prefetch policy {}",
         base,
         size >> 20,
         pager.frame_count(),
         local >> 20,
         size / local.max(1),
-        pager.policy_name()
+        pager.policy_name(),
+        pager.prefetch_policy_name()
     );
     *PAGER.lock() = Some(pager);
     traps::set_page_fault_handler(on_page_fault);
     remora_pager::observe::set_stats_source(|| with_pager(|p| p.stats().clone()));
+    remora_pager::observe::set_trace_source(read_trace);
     remora_pager::observe::set_probe(|samples| {
         match with_pager(|p| p.probe_round_trips(samples))? {
             Ok(histogram) => Some(histogram),

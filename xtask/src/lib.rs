@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod image;
+pub mod linux_guest;
 pub mod memnode;
 pub mod qemu;
 pub mod testing;

@@ -241,11 +241,26 @@ pub fn fresh_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A private directory for one run's sockets.
-pub fn run_dir() -> Result<PathBuf> {
+/// A private directory for one run's sockets, removed when dropped.
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Creates a [`RunDir`].
+pub fn run_dir() -> Result<RunDir> {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("remora-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+    Ok(RunDir(dir))
 }

@@ -218,12 +218,12 @@ impl RunOutcome {
     }
 }
 
-fn qemu_binary() -> String {
+pub(crate) fn qemu_binary() -> String {
     std::env::var("REMORA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
 /// The firmware: qboot where installed (fast: ~0.1 s to the kernel), else QEMU's default.
-fn firmware() -> Option<PathBuf> {
+pub(crate) fn firmware() -> Option<PathBuf> {
     ["/usr/share/qemu/qboot.rom", "/usr/share/qemu/firmware/qboot.rom"]
         .iter()
         .map(PathBuf::from)
@@ -280,9 +280,11 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
     let accel = options.accel.resolve()?;
     let interrupted = interrupted_flag().clone();
     let mut options = options.clone();
+    // Dropped last: the sockets in it outlive the node and QEMU.
+    let mut sockets_dir = None;
     let mut node = None;
     if let Some(choice) = options.far_memory.clone() {
-        let dir = memnode::run_dir()?;
+        let dir = sockets_dir.insert(memnode::run_dir()?).path().to_path_buf();
         let image_socket = dir.join("image.sock");
         let args = match choice {
             NodeChoice::Start(node_options) => {

@@ -2,14 +2,22 @@
 //! fills it, walks it in a chosen pattern (sequential, reverse, strided, uniform random,
 //! zipfian; read-only or read-verify-write), verifies every value it reads, and prints one
 //! summary line: `membench: key=value ...` with `integrity=ok` (or the first mismatch),
-//! fault counts by kind and fault latency percentiles.
+//! fault counts by kind, prefetch counts (issued, hits, waste, demand faults avoided) and
+//! fault latency percentiles.
 //!
 //! Every page holds a self-describing record at a page-dependent offset: its page number,
 //! a version, and a checksum of both. The version each page should have is kept in a
 //! separate array (also in far memory), so a lost write-back shows as a stale version.
 //!
 //! Parameters (command line overrides the image config): `pattern=`, `mode=ro|rw`,
-//! `size=<MiB>`, `ops=`, `stride=<pages>`, `seed=`, `theta=<zipf skew x100>`.
+//! `size=<MiB>`, `ops=`, `stride=<pages>`, `seed=`, `theta=<zipf skew x100>`,
+//! `hint=<ops>` (announce each page that many operations ahead with
+//! [`remora_prefetch::hint`], as an application that knows its future would).
+//!
+//! With `trace=<pages>` on the command line the image records the far pages reached;
+//! membench then prints them after the summary, as lines `trace: <page> <page> ...`
+//! (decimal page numbers in the far region, oldest first) that the prefetch library's
+//! replay tool reads.
 
 #![no_std]
 
@@ -66,6 +74,7 @@ impl Pattern {
 }
 
 /// xorshift64*: small, fast, good enough to spread accesses.
+#[derive(Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -190,6 +199,56 @@ impl core::fmt::Display for Micros {
     }
 }
 
+/// The pages of a walk, one per operation.
+#[derive(Clone)]
+struct Walk<'z> {
+    pattern: Pattern,
+    pages: u64,
+    stride: u64,
+    rng: Rng,
+    zipf: Option<&'z Zipf>,
+    op: u64,
+}
+
+impl Walk<'_> {
+    fn next_page(&mut self) -> u64 {
+        let op = self.op;
+        self.op += 1;
+        match self.pattern {
+            Pattern::Sequential => op % self.pages,
+            Pattern::Reverse => self.pages - 1 - op % self.pages,
+            Pattern::Strided => (op * self.stride) % self.pages,
+            Pattern::Random => self.rng.below(self.pages),
+            Pattern::Zipfian => self.zipf.map_or(0, |z| z.next(&mut self.rng)),
+        }
+    }
+}
+
+/// Prints the recorded trace, if the image records one, as `trace:` lines.
+fn print_trace() {
+    let mut buf = [0u64; 256];
+    let Some(first) = observe::read_trace(0, &mut buf) else { return };
+    println!(
+        "trace: # far pages reached, oldest first: {} kept of {} recorded",
+        first.kept, first.recorded
+    );
+    let mut from = 0;
+    let mut chunk = first;
+    while chunk.copied > 0 {
+        let mut line = heapless::String::<4096>::new();
+        let _ = line.push_str("trace:");
+        for page in &buf[..chunk.copied] {
+            let _ = write!(line, " {page}");
+        }
+        println!("{line}");
+        from += chunk.copied;
+        match observe::read_trace(from, &mut buf) {
+            Some(next) => chunk = next,
+            None => break,
+        }
+    }
+}
+
 struct Mismatch {
     page: u64,
     op: u64,
@@ -226,6 +285,7 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
     let stride = parse("stride").unwrap_or(3).max(1);
     let seed = parse("seed").unwrap_or(0x5eed);
     let theta = parse("theta").unwrap_or(99).min(99) as f64 / 100.0;
+    let hint_ahead = parse("hint").unwrap_or(0);
 
     // The working set and the expected versions: ordinary vectors, in far memory.
     let mut data: Vec<u64> = Vec::new();
@@ -254,17 +314,24 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
     let before = observe::current_stats();
 
     let zipf = (pattern == Pattern::Zipfian).then(|| Zipf::new(pages, theta));
-    let mut rng = Rng(seed | 1);
+    let mut walk = Walk { pattern, pages, stride, rng: Rng(seed | 1), zipf: zipf.as_ref(), op: 0 };
+    // The same walk, `hint` operations ahead: what the hints announce.
+    let mut ahead = walk.clone();
+    if hint_ahead > 0 {
+        for _ in 0..hint_ahead {
+            ahead.next_page();
+        }
+    }
     let mut mismatch = None;
     let started = time::now_ns();
     for op in 0..ops {
-        let page = match pattern {
-            Pattern::Sequential => op % pages,
-            Pattern::Reverse => pages - 1 - op % pages,
-            Pattern::Strided => (op * stride) % pages,
-            Pattern::Random => rng.below(pages),
-            Pattern::Zipfian => zipf.as_ref().map_or(0, |z| z.next(&mut rng)),
-        };
+        let page = walk.next_page();
+        if hint_ahead > 0 {
+            // The record the walk will read `hint` operations from now.
+            let future = ahead.next_page();
+            let at = future as usize * WORDS_PER_PAGE + slot(future);
+            remora_prefetch::hint(data.as_ptr() as usize + at * 8, 3 * 8);
+        }
         let at = page as usize * WORDS_PER_PAGE + slot(page);
         let found = [data[at], data[at + 1], data[at + 2]];
         let expected = versions[page as usize] as u64;
@@ -282,7 +349,7 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
     let elapsed = time::now_ns() - started;
     let done_ops = mismatch.as_ref().map_or(ops, |m| m.op);
 
-    let mut line = heapless::String::<1024>::new();
+    let mut line = heapless::String::<2048>::new();
     let _ = write!(
         line,
         "membench: pattern={} mode={mode} far_mib={} local_mib={} ops={done_ops} elapsed_ms={} ops_per_s={} fill_ms={}",
@@ -313,7 +380,8 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
         let _ = write!(
             line,
             " faults={} zero_fill={} remote={} in_flight={} writing_back={} evicted_clean={} evicted_dirty={} \
-             remote_reads={} remote_writes={} direct_reclaims={} fault_p50_us={} fault_p99_us={} fault_mean_us={} \
+             remote_reads={} remote_writes={} direct_reclaims={} prefetch_issued={} prefetch_hinted={} \
+             prefetch_hits={} prefetch_waste={} faults_avoided={} fault_p50_us={} fault_p99_us={} fault_mean_us={} \
              fetch_p50_us={} fetch_mean_us={}",
             d(|s| s.faults()),
             d(|s| s.faults_zero_fill),
@@ -325,6 +393,11 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
             d(|s| s.remote_reads),
             d(|s| s.remote_writes),
             d(|s| s.direct_reclaims),
+            d(|s| s.prefetch_issued),
+            d(|s| s.prefetch_hinted),
+            d(|s| s.prefetch_hits),
+            d(|s| s.prefetch_waste),
+            d(|s| s.faults_avoided),
             us(fault.percentile(50.0)),
             us(fault.percentile(99.0)),
             us(fault.mean()),
@@ -346,6 +419,7 @@ pub fn main(boot: &'static BootInfo, defaults: Defaults) -> ExitStatus {
         }
     }
     println!("{line}");
+    print_trace();
     drop(versions);
     drop(data);
     if mismatch.is_some() { ExitStatus::Failure } else { ExitStatus::Success }

@@ -41,8 +41,19 @@ struct Slot {
     phys: u64,
     /// The far page it holds (mapped, being read into, or being written from).
     page: u64,
-    /// Filled by a prefetch and not yet seen used.
-    prefetched: bool,
+    /// Whether a prefetch filled it, and what became of that.
+    mark: PrefetchMark,
+}
+
+/// What the pager knows of a frame's prefetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrefetchMark {
+    /// Not filled by a prefetch, or its use is fully accounted for.
+    None,
+    /// Filled by a prefetch and not seen used: waste if evicted like this.
+    Pending,
+    /// Seen used (a hit, counted) and not yet reported to the prefetch policy.
+    Used,
 }
 
 // SAFETY: a slot only describes memory; who may touch it is governed by the pager's
@@ -60,7 +71,7 @@ impl FrameCache {
         let slots: Vec<Slot> = (0..memory.frames())
             .map(|i| {
                 let (virt, phys) = memory.frame(i);
-                Slot { virt, phys, page: NO_PAGE, prefetched: false }
+                Slot { virt, phys, page: NO_PAGE, mark: PrefetchMark::None }
             })
             .collect();
         let free = (0..slots.len() as FrameId).rev().collect();
@@ -83,7 +94,7 @@ impl FrameCache {
     pub(crate) fn release(&mut self, frame: FrameId) {
         let slot = &mut self.slots[frame as usize];
         slot.page = NO_PAGE;
-        slot.prefetched = false;
+        slot.mark = PrefetchMark::None;
         self.free.push(frame);
     }
 
@@ -99,15 +110,15 @@ impl FrameCache {
     pub(crate) fn set_page(&mut self, frame: FrameId, page: u64, prefetched: bool) {
         let slot = &mut self.slots[frame as usize];
         slot.page = page;
-        slot.prefetched = prefetched;
+        slot.mark = if prefetched { PrefetchMark::Pending } else { PrefetchMark::None };
     }
 
-    pub(crate) fn prefetched(&self, frame: FrameId) -> bool {
-        self.slots[frame as usize].prefetched
+    pub(crate) fn mark(&self, frame: FrameId) -> PrefetchMark {
+        self.slots[frame as usize].mark
     }
 
-    pub(crate) fn clear_prefetched(&mut self, frame: FrameId) {
-        self.slots[frame as usize].prefetched = false;
+    pub(crate) fn set_mark(&mut self, frame: FrameId, mark: PrefetchMark) {
+        self.slots[frame as usize].mark = mark;
     }
 
     /// The frame whose physical address is `phys`.

@@ -19,11 +19,15 @@
 //! |---|---|---|
 //! | [`region`] | the far range and direct access to its entries | change an entry |
 //! | `frames` | the local frames: which page each holds, the free pool; the crate's only `unsafe` | decide which frame to evict |
-//! | [`pager`] | the state machine: faults, completions, eviction mechanics, prefetch issue | block (it polls), allocate on the fault path, touch far memory itself |
+//! | [`pager`] | the state machine: faults, completions, eviction mechanics, prefetch issue and hit/waste accounting | block (it polls), allocate on the fault path, touch far memory itself |
 //! | [`policy`] | the [`VictimPolicy`] interface the evictor implements | hold pager state |
 //! | [`stats`] | counters and latency histograms | allocate |
+//! | [`trace`] | the optional record of the pages reached, for replay on the host | allocate after it is enabled |
 //! | [`testing`] | host stand-ins: heap frames, a fake transport, a CPU (tests and trace replay) | be used by the image |
-//! | [`observe`] | the hook through which applications read the running pager's counters | reach the pager itself |
+//! | [`observe`] | the hooks through which applications read the running pager's counters and trace | reach the pager itself |
+//!
+//! Which pages a fault prefetches is decided by a [`remora_prefetch::PrefetchPolicy`]
+//! the image installs; the pager issues them and counts what became of them.
 //!
 //! The pager holds no lock: the image keeps it behind one (interrupts off), which the
 //! fault handler and the evictor thread both take. It never reads configuration.
@@ -41,12 +45,14 @@ pub mod policy;
 pub mod region;
 pub mod stats;
 pub mod testing;
+pub mod trace;
 
 pub use frames::{FrameId, FrameMemory};
-pub use pager::{FaultKind, Pager, PagerError, PrefetchOutcome, ReclaimReport};
+pub use pager::{FaultKind, HINT_SPAN, Pager, PagerError, PrefetchOutcome, ReclaimReport};
 pub use policy::{MAX_BATCH, Probe, VictimPolicy};
 pub use region::FarRegion;
 pub use stats::{Histogram, PagerStats};
+pub use trace::FaultTrace;
 
 /// Bytes in a page.
 pub const PAGE_SIZE: u64 = 4096;

@@ -3,9 +3,19 @@
 //!
 //! Everything here runs under the image's pager lock with interrupts off, and waits by
 //! polling the transport (a fault cannot sleep: it may have interrupted anything). It
-//! never allocates after [`Pager::new`] and never touches far memory itself.
+//! never allocates after set-up ([`Pager::new`], [`Pager::set_prefetch_policy`],
+//! [`Pager::enable_trace`]) and never touches far memory itself.
 //!
 //! Request tags carry the page and the frame: `frame << 32 | page`.
+//!
+//! Prefetching: a fault that reads its page from the node posts that read, then asks the
+//! prefetch policy for more and posts those ([`Pager::prefetch`]) until one finds no free
+//! frame or a full queue, and only then waits. Prefetched pages are mapped with the
+//! accessed bit clear. The pager remembers its last [`MAX_USED`] prefetches; at the next
+//! remote fault it reports to the policy those that were used. Each prefetched frame is
+//! accounted for exactly once: a *hit* when the application uses it (a fault on it while
+//! in flight, or its accessed bit seen at the next remote fault or by the evictor's
+//! probe), *waste* when it is evicted unused.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -17,13 +27,18 @@ use remora_mmu::{
     AtomicPte, Claimed, ClearBits, FarPte, FlushBatch, PageTableFlags, PhysAddr, PhysFrame,
     PresentPte, Tlb, VirtAddr,
 };
+use remora_prefetch::{Candidates, FaultInfo, Hint, MAX_USED, PrefetchPolicy};
 use remora_rmem::{Completion, Direction, PostError, Transport, TransportError};
 
 use crate::PAGE_SIZE;
-use crate::frames::{FrameCache, FrameId, FrameMemory};
+use crate::frames::{FrameCache, FrameId, FrameMemory, PrefetchMark};
 use crate::policy::{MAX_BATCH, Probe, VictimPolicy};
 use crate::region::FarRegion;
 use crate::stats::PagerStats;
+use crate::trace::FaultTrace;
+
+/// Most pages one [`Pager::hint`] looks at (4 MiB): a hint is handled with interrupts off.
+pub const HINT_SPAN: u64 = 1024;
 
 /// What kind of fault a fault was, by what the pager found in the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +172,15 @@ pub struct Pager<T: Transport> {
     posted_at: Vec<u64>,
     /// Write-backs posted and not completed: frames that will be free soon.
     writebacks_in_flight: usize,
+    /// Which pages to prefetch on a remote fault (none: only hints are read ahead).
+    prefetcher: Option<Box<dyn PrefetchPolicy>>,
+    /// The last prefetches `(page, frame)`, oldest first, whose use the policy has not
+    /// been told of.
+    recent: heapless::Deque<(u64, FrameId), MAX_USED>,
+    /// Prefetch hits counted since the policy was last called.
+    hits_unreported: u32,
+    /// The pages reached, recorded for replay (off unless enabled).
+    trace: Option<FaultTrace>,
 }
 
 /// The tag of [`Pager::probe_round_trips`]' reads (no page has this many pages).
@@ -206,7 +230,37 @@ impl<T: Transport> Pager<T> {
             stats: PagerStats::default(),
             posted_at,
             writebacks_in_flight: 0,
+            prefetcher: None,
+            recent: heapless::Deque::new(),
+            hits_unreported: 0,
+            trace: None,
         }
+    }
+
+    /// Installs the prefetch policy (at set-up; without one only hints are read ahead).
+    pub fn set_prefetch_policy(&mut self, policy: Box<dyn PrefetchPolicy>) {
+        self.prefetcher = Some(policy);
+    }
+
+    /// The prefetch policy's name (`none` without one).
+    pub fn prefetch_policy_name(&self) -> &'static str {
+        self.prefetcher.as_ref().map_or("none", |p| p.name())
+    }
+
+    /// Starts recording the pages reached ([`FaultTrace`]) in a ring of `capacity`
+    /// entries (allocated now), forgetting any earlier recording.
+    pub fn enable_trace(&mut self, capacity: usize) {
+        self.trace = Some(FaultTrace::new(capacity));
+    }
+
+    /// The recording, if enabled.
+    pub fn trace(&self) -> Option<&FaultTrace> {
+        self.trace.as_ref()
+    }
+
+    /// The recording, to clear it.
+    pub fn trace_mut(&mut self) -> Option<&mut FaultTrace> {
+        self.trace.as_mut()
     }
 
     /// The far region.
@@ -279,13 +333,18 @@ impl<T: Transport> Pager<T> {
                         Ok(Claimed::Remote) => {
                             self.post_read(page, frame, false)?;
                             kind.get_or_insert(FaultKind::Remote);
+                            // The demand read is on its way: prefetch while it travels.
+                            self.prefetch_after_fault(page, addr);
                             self.wait_until_present(page)?;
                             break;
                         }
                         Err(_) => self.frames.release(frame),
                     }
                 }
-                FarPte::InFlight { .. } => {
+                FarPte::InFlight { tag } => {
+                    if kind.is_none() {
+                        self.late_hit(page, tag);
+                    }
                     kind.get_or_insert(FaultKind::InFlight);
                     self.wait_until_present(page)?;
                 }
@@ -349,9 +408,117 @@ impl<T: Transport> Pager<T> {
         match self.post_read(page, frame, true) {
             Ok(()) => {
                 self.stats.prefetch_issued += 1;
+                if self.recent.is_full() {
+                    self.recent.pop_front();
+                }
+                let _ = self.recent.push_back((page, frame));
                 PrefetchOutcome::Issued
             }
             Err(_) => PrefetchOutcome::QueueFull,
+        }
+    }
+
+    /// The application is about to touch `[addr, addr + len)`: posts reads of the range's
+    /// remote pages in order (at most [`HINT_SPAN`] pages looked at), without waiting,
+    /// until a frame or queue space runs out. Tells the prefetch policy. Returns the reads
+    /// posted.
+    pub fn hint(&mut self, addr: u64, len: u64) -> usize {
+        let base = self.region.base();
+        let start = addr.max(base);
+        let end = addr.saturating_add(len).min(base + self.region.size());
+        if start >= end {
+            return 0;
+        }
+        let first = (start - base) / PAGE_SIZE;
+        let pages = ((end - 1 - base) / PAGE_SIZE - first + 1).min(HINT_SPAN);
+        let region_pages = self.region.pages();
+        if let Some(policy) = self.prefetcher.as_mut() {
+            policy.on_hint(&Hint { first_page: first, pages, region_pages });
+        }
+        let issued = self.issue_prefetches(first..first + pages);
+        self.stats.prefetch_hinted += issued as u64;
+        issued
+    }
+
+    /// Prefetches `pages` in order, skipping those that are not remote, until one finds
+    /// no frame or no queue space. Returns the reads posted.
+    fn issue_prefetches(&mut self, pages: impl IntoIterator<Item = u64>) -> usize {
+        let mut issued = 0;
+        for page in pages {
+            match self.prefetch(page) {
+                PrefetchOutcome::Issued => issued += 1,
+                PrefetchOutcome::NotRemote | PrefetchOutcome::OutOfRegion => {}
+                PrefetchOutcome::NoFrame | PrefetchOutcome::QueueFull => break,
+            }
+        }
+        issued
+    }
+
+    /// A remote fault on `page` has posted its read: learns which recent prefetches were
+    /// used, records the trace, asks the policy and issues what it proposes.
+    fn prefetch_after_fault(&mut self, page: u64, addr: u64) {
+        let mut used: heapless::Vec<u64, MAX_USED> = heapless::Vec::new();
+        self.collect_used(&mut used);
+        if let Some(trace) = self.trace.as_mut() {
+            for &p in &used {
+                trace.record(p);
+            }
+            trace.record(page);
+        }
+        let hits_since_last = core::mem::take(&mut self.hits_unreported);
+        let Some(policy) = self.prefetcher.as_mut() else { return };
+        let fault = FaultInfo {
+            page,
+            addr,
+            region_pages: self.region.pages(),
+            hits_since_last,
+            used: &used,
+        };
+        let mut candidates = Candidates::new();
+        policy.on_fault(&fault, &mut candidates);
+        self.issue_prefetches(candidates.as_slice().iter().copied());
+    }
+
+    /// Goes through the recent prefetches, oldest first: those used since the last look
+    /// (accessed now, or found used in between) go to `used`, and each newly found one is
+    /// a hit that took no fault; those not used yet stay; the rest (evicted, their frame
+    /// reused) are dropped.
+    fn collect_used(&mut self, used: &mut heapless::Vec<u64, MAX_USED>) {
+        for _ in 0..self.recent.len() {
+            let Some((page, frame)) = self.recent.pop_front() else { break };
+            if self.frames.page(frame) != Some(page) {
+                continue;
+            }
+            match self.frames.mark(frame) {
+                PrefetchMark::None => {}
+                PrefetchMark::Used => {
+                    self.frames.set_mark(frame, PrefetchMark::None);
+                    let _ = used.push(page);
+                }
+                PrefetchMark::Pending => match self.region.pte(page).load() {
+                    FarPte::Present(present) if present.accessed() => {
+                        self.frames.set_mark(frame, PrefetchMark::None);
+                        self.stats.prefetch_hits += 1;
+                        self.stats.faults_avoided += 1;
+                        self.hits_unreported = self.hits_unreported.saturating_add(1);
+                        let _ = used.push(page);
+                    }
+                    _ => {
+                        let _ = self.recent.push_back((page, frame));
+                    }
+                },
+            }
+        }
+    }
+
+    /// A fault found `page` in flight with tag `frame`: if a prefetch is reading it, that
+    /// prefetch is used (a late hit).
+    fn late_hit(&mut self, page: u64, frame: u32) {
+        if self.frames.page(frame) == Some(page) && self.frames.mark(frame) == PrefetchMark::Pending
+        {
+            self.frames.set_mark(frame, PrefetchMark::Used);
+            self.stats.prefetch_hits += 1;
+            self.hits_unreported = self.hits_unreported.saturating_add(1);
         }
     }
 
@@ -439,7 +606,7 @@ impl<T: Transport> Pager<T> {
         let mut batch: FlushBatch<MAX_BATCH> = FlushBatch::new();
         let mut victims: heapless::Vec<u32, MAX_BATCH> = heapless::Vec::new();
         {
-            let Pager { region, frames, policy, stats, .. } = self;
+            let Pager { region, frames, policy, stats, hits_unreported, .. } = self;
             let frame_count = frames.len();
             let mut probe = |frame: u32| -> Probe {
                 let Some(page) = frames.page(frame) else { return Probe::NotResident };
@@ -447,9 +614,12 @@ impl<T: Transport> Pager<T> {
                     Some(pte) if pte.accessed() => {
                         batch.add(VirtAddr::new(region.addr_of(page)));
                         report.accessed += 1;
-                        if frames.prefetched(frame) {
-                            frames.clear_prefetched(frame);
+                        if frames.mark(frame) == PrefetchMark::Pending {
+                            // Used with no fault; the policy hears of it at the next one.
+                            frames.set_mark(frame, PrefetchMark::Used);
                             stats.prefetch_hits += 1;
+                            stats.faults_avoided += 1;
+                            *hits_unreported = hits_unreported.saturating_add(1);
                         }
                         Probe::Accessed
                     }
@@ -487,7 +657,7 @@ impl<T: Transport> Pager<T> {
                 let _ = clean.push(frame);
             }
             batch.add(VirtAddr::new(self.region.addr_of(page)));
-            if self.frames.prefetched(frame) {
+            if self.frames.mark(frame) == PrefetchMark::Pending {
                 self.stats.prefetch_waste += 1;
             }
         }

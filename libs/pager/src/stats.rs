@@ -121,7 +121,8 @@ pub struct PagerStats {
     pub faults_zero_fill: u64,
     /// Faults that read the page from the memory node.
     pub faults_remote: u64,
-    /// Faults on a page already being read (a prefetch or another fault): waited for it.
+    /// Faults on a page whose prefetch was still in flight: waited for it. Each is also a
+    /// prefetch hit (a late one).
     pub faults_in_flight: u64,
     /// Faults on a page being written back: waited for the write, then read it.
     pub faults_writing_back: u64,
@@ -143,12 +144,20 @@ pub struct PagerStats {
     pub reclaim_batches: u64,
     /// Reclaim batches run in the fault path because no frame was free.
     pub direct_reclaims: u64,
-    /// Prefetch reads posted.
+    /// Prefetch reads posted (the policy's, and hints').
     pub prefetch_issued: u64,
-    /// Prefetched pages the application used.
+    /// Of those, posted for the application's hints.
+    pub prefetch_hinted: u64,
+    /// Prefetched pages the application used, each counted once: faulted on while in
+    /// flight, or found with the accessed bit set (at the next remote fault, or by the
+    /// evictor's probe).
     pub prefetch_hits: u64,
     /// Prefetched pages evicted unused.
     pub prefetch_waste: u64,
+    /// Demand faults avoided: prefetched pages the application used without faulting at
+    /// all (`prefetch_hits - faults_in_flight`). Without the prefetch each would have been
+    /// a remote fault.
+    pub faults_avoided: u64,
     /// Time from fault to return for faults that read from the node.
     pub fault_latency: Histogram,
     /// Time from posting a read to its completion.

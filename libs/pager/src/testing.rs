@@ -14,8 +14,7 @@ use core::ptr::NonNull;
 use remora_mmu::testing::touch;
 use remora_mmu::{AtomicPte, Entries, FarPte};
 use remora_rmem::{
-    Completion, Direction, LocalBuf, PostError, PostRejected, Transport, TransportStats,
-    check_post,
+    Completion, Direction, LocalBuf, PostError, PostRejected, Transport, TransportStats, check_post,
 };
 
 use crate::{FrameMemory, Pager};
@@ -167,7 +166,6 @@ pub fn leaked_tables(count: usize) -> Vec<&'static Entries> {
         })
         .collect()
 }
-
 
 /// The CPU: an access to `addr`, faulting into the pager as often as needed. A write
 /// stores `value`; the return is the value at `addr` after the access.

@@ -1,6 +1,8 @@
 //! The pager's page-state machine against a model: whatever order faults, evictions,
-//! write-backs, prefetches and completions come in, every read returns the last value
-//! written, no page is lost and no frame is mapped twice.
+//! write-backs, prefetches (direct, hinted, or proposed by a prefetch policy on each
+//! remote fault) and completions come in, every read returns the last value written, no
+//! page is lost, no frame is mapped twice, and every prefetch ends as exactly one hit or
+//! one waste.
 
 mod common;
 
@@ -9,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 use common::{BASE, PAGE, access, pager};
 use proptest::prelude::*;
 use remora_mmu::FarPte;
-use remora_pager::{FaultKind, PrefetchOutcome};
+use remora_pager::{FaultKind, PagerStats, PrefetchOutcome};
+use remora_prefetch::{Majority, NoPrefetch, PrefetchPolicy, Sequential};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -18,6 +21,14 @@ enum Op {
     Reclaim(usize),
     Poll,
     Prefetch(u64),
+    /// Reads `len` pages from `start`, `stride` apart (wrapping): runs for the policies.
+    Walk {
+        start: u64,
+        stride: i64,
+        len: u64,
+        write: bool,
+    },
+    Hint(u64, u64),
 }
 
 fn op(pages: u64) -> impl Strategy<Value = Op> {
@@ -27,7 +38,26 @@ fn op(pages: u64) -> impl Strategy<Value = Op> {
         1 => (1usize..40).prop_map(Op::Reclaim),
         1 => Just(Op::Poll),
         1 => (0..pages).prop_map(Op::Prefetch),
+        2 => (0..pages, prop_oneof![Just(1i64), Just(-1), Just(3), Just(-2)], 1..24u64, any::<bool>())
+            .prop_map(|(start, stride, len, write)| Op::Walk { start, stride, len, write }),
+        1 => (0..pages, 1..12u64).prop_map(|(p, n)| Op::Hint(p, n)),
     ]
+}
+
+fn policy(which: u8, window: u32) -> Box<dyn PrefetchPolicy> {
+    match which {
+        0 => Box::new(NoPrefetch),
+        1 => Box::new(Sequential::new(window)),
+        _ => Box::new(Majority::new(window)),
+    }
+}
+
+/// What holds whatever happened: a hit is either a fault on a prefetch in flight or a use
+/// with no fault; no prefetch is both a hit and a waste.
+fn check_accounting(s: &PagerStats) {
+    assert_eq!(s.faults_avoided + s.faults_in_flight, s.prefetch_hits, "{s:?}");
+    assert!(s.prefetch_hits + s.prefetch_waste <= s.prefetch_issued, "{s:?}");
+    assert!(s.prefetch_hinted <= s.prefetch_issued, "{s:?}");
 }
 
 /// Where in its page a page's test word lives (varies, so offsets are exercised).
@@ -52,9 +82,16 @@ proptest! {
         capacity in 1usize..6,
         seed in any::<u64>(),
         ops in prop::collection::vec(op(40), 1..300),
+        which_policy in 0u8..3,
+        window in 1u32..10,
+        trace in any::<bool>(),
     ) {
         let pages = 40;
         let mut p = pager(pages, frames, capacity, seed);
+        p.set_prefetch_policy(policy(which_policy, window));
+        if trace {
+            p.enable_trace(16);
+        }
         let mut model: HashMap<u64, u64> = HashMap::new();
         for op in &ops {
             match *op {
@@ -69,8 +106,23 @@ proptest! {
                 Op::Reclaim(n) => { p.reclaim(n).unwrap(); }
                 Op::Poll => { p.poll_completions().unwrap(); }
                 Op::Prefetch(page) => { p.prefetch(page); }
+                Op::Walk { start, stride, len, write } => {
+                    for i in 0..len as i64 {
+                        let page = (start as i64 + i * stride).rem_euclid(pages as i64) as u64;
+                        if write {
+                            let value = page << 32 | i as u64;
+                            access(&mut p, addr(page), Some(value));
+                            model.insert(page, value);
+                        } else {
+                            let got = access(&mut p, addr(page), None);
+                            prop_assert_eq!(got, *model.get(&page).unwrap_or(&0), "page {}", page);
+                        }
+                    }
+                }
+                Op::Hint(page, n) => { p.hint(BASE + page * PAGE + 5, n * PAGE); }
             }
             check_frames_unique(&p, pages);
+            check_accounting(p.stats());
         }
         // Everything ends up either in a frame or on the node: read it all back.
         p.drain().unwrap();
@@ -80,6 +132,22 @@ proptest! {
         p.drain().unwrap();
         let in_use = p.resident_pages() + p.free_frames();
         prop_assert_eq!(in_use, frames, "frames leaked");
+        // Evict everything: every prefetch has now ended as a hit or a waste.
+        for _ in 0..100 {
+            if p.resident_pages() == 0 {
+                break;
+            }
+            p.reclaim(64).unwrap();
+            p.drain().unwrap();
+        }
+        prop_assert_eq!(p.resident_pages(), 0);
+        let s = p.stats();
+        check_accounting(s);
+        prop_assert_eq!(s.prefetch_hits + s.prefetch_waste, s.prefetch_issued, "{:?}", s);
+        if let Some(t) = p.trace() {
+            prop_assert!(t.len() <= 16);
+            prop_assert!(t.recorded() >= s.faults_remote);
+        }
     }
 }
 

@@ -30,4 +30,3 @@ pub fn pager(pages: u64, frames: usize, capacity: usize, seed: u64) -> Pager<Fak
         PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
     )
 }
-

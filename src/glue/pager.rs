@@ -152,10 +152,29 @@ fn read_trace(from: usize, out: &mut [u64]) -> Option<TraceChunk> {
     }
 }
 
+/// `4096`, `64M`, `1G`: bytes with an optional binary suffix.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 pub fn init(boot: &'static BootInfo) {
     let base = config::pager::FAR_BASE as u64;
     let size = config::rmem::REGION_SIZE as u64;
-    let local = config::pager::LOCAL_MEMORY as u64;
+    // `pager.local_memory=` on the command line overrides the configuration for a run
+    // (the bench sweeps it without rebuilding the image).
+    let local = match boot.cmdline.get("pager.local_memory").map(parse_size) {
+        None => config::pager::LOCAL_MEMORY as u64,
+        Some(Some(bytes)) if bytes >= 64 * 4096 => bytes,
+        Some(_) => {
+            fatal(&"pager.local_memory= must be a size of at least 256K (bytes, or with K, M, G)")
+        }
+    };
     let Some(transport) = handoff::take() else {
         fatal(&"the pager needs the far-memory transport, which did not start");
     };

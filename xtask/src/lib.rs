@@ -2,6 +2,7 @@
 //! running, the test driver. The `xtask` binary is a thin CLI over it; the integration
 //! tests in `tests/` use it directly.
 
+pub mod bench;
 pub mod config;
 pub mod image;
 pub mod linux_guest;

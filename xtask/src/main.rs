@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use xtask::memnode::{NodeChoice, NodeOptions};
 use xtask::qemu::{self, Accel, AppNet, RunOptions};
-use xtask::{image, testing};
+use xtask::{bench, image, testing};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run and test Remora images")]
@@ -70,6 +70,28 @@ enum Cmd {
     },
     /// Check formatting and clippy (warnings are errors) for host and bare-metal crates
     Lint,
+    /// Reproduce the seed's Figure 2: Redis under GET and LRANGE, per local-memory
+    /// fraction, for Remora's policies and a Linux guest swapping to a remote block device
+    Bench {
+        /// A reduced matrix that runs in a few minutes
+        #[arg(long)]
+        quick: bool,
+        /// Bytes of each workload's data set (K, M, G suffixes)
+        #[arg(long, value_parser = parse_size)]
+        working_set: Option<u64>,
+        /// Requests per GET measurement (LRANGE takes a fifth)
+        #[arg(long)]
+        requests: Option<u64>,
+        /// Only these systems (remora-none, remora-sequential, remora-majority, remora-redis, linux-redis, linux-ours)
+        #[arg(long, value_delimiter = ',')]
+        systems: Vec<String>,
+        /// Local-memory fractions of the working set, e.g. 1,0.5,0.25,0.125
+        #[arg(long, value_delimiter = ',')]
+        fractions: Vec<f64>,
+        /// Accelerator (default: tcg here; see README)
+        #[arg(long, value_enum)]
+        accel: Option<Accel>,
+    },
     /// Run every test: host tests of every crate, then the QEMU integration tests
     Test {
         /// Accelerator for the integration tests (default tcg: see README)
@@ -153,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         guest_port: image::service_port(&image.resolved),
                     },
                 }),
+                stop: None,
             };
             let outcome = qemu::run(&image.elf, &options)?;
             eprintln!("{} ({accel}, {:.2} s)", outcome.status, outcome.wall_time.as_secs_f64());
@@ -168,6 +191,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lint => testing::lint(),
+        Cmd::Bench { quick, working_set, requests, systems, fractions, accel } => {
+            let accel = match accel {
+                Some(a) => a,
+                None => Accel::from_env_or(Accel::Tcg)?,
+            };
+            let mut options = if quick {
+                bench::BenchOptions::quick(accel)
+            } else {
+                bench::BenchOptions::full(64 << 20, accel)
+            };
+            if let Some(ws) = working_set {
+                options.working_set = ws;
+            }
+            if let Some(r) = requests {
+                options.requests = r;
+            }
+            if !systems.is_empty() {
+                options.systems = systems;
+            }
+            if !fractions.is_empty() {
+                options.fractions = fractions;
+            }
+            let dir = bench::run(&options)?;
+            println!("{}", dir.join("report.md").display());
+            print!("{}", std::fs::read_to_string(dir.join("report.md"))?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Test { accel, host_only, filter } => {
             let accel = match accel {
                 Some(a) => a,
@@ -176,4 +226,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             testing::run_all(accel, host_only, filter.as_deref())
         }
     }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    xtask::config::parse_size(text)
 }

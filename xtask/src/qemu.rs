@@ -144,6 +144,9 @@ pub struct RunOptions {
     pub kill_node_on: Option<String>,
     /// Give the image its application network card.
     pub app_net: Option<AppNet>,
+    /// Set from another thread to stop the image (QEMU is killed; the run ends as
+    /// interrupted).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// How the image's application network card reaches the host.
@@ -193,6 +196,7 @@ impl Default for RunOptions {
             far_memory: None,
             kill_node_on: None,
             app_net: None,
+            stop: None,
         }
     }
 }
@@ -375,7 +379,9 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
         if started.elapsed() > options.timeout {
             break ImageStatus::TimedOut(options.timeout);
         }
-        if interrupted.swap(false, Ordering::SeqCst) {
+        if interrupted.swap(false, Ordering::SeqCst)
+            || options.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+        {
             break ImageStatus::Interrupted;
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -30,6 +30,21 @@ fn run_app(boot: &'static BootInfo) -> ExitStatus {
     return app_ktest::main(boot);
     #[cfg(feature = "app-linktest")]
     return app_linktest::main(boot);
+    #[cfg(feature = "app-redis")]
+    return app_redis::main(
+        boot,
+        app_redis::ServerConfig {
+            port: crate::config::redis::PORT as u16,
+            maxclients: crate::config::redis::MAXCLIENTS as usize,
+            limits: app_redis::Limits {
+                max_bulk: crate::config::redis::MAX_BULK,
+                ..app_redis::Limits::default()
+            },
+            list_node_bytes: crate::config::redis::LIST_NODE_BYTES,
+            remora_info: Some(remora_info),
+            ..app_redis::ServerConfig::default()
+        },
+    );
     #[cfg(feature = "app-membench")]
     return app_membench::main(
         boot,
@@ -62,4 +77,47 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     }
     let _ = remora_kvm::traps::write_backtrace(&mut out, rip, rbp);
     exit(ExitStatus::Panic)
+}
+
+/// The `# Remora` section of the Redis app's INFO: the pager's and the prefetcher's
+/// counters, and the network's.
+#[cfg(feature = "app-redis")]
+fn remora_info(out: &mut alloc::string::String) {
+    use core::fmt::Write as _;
+    #[cfg(feature = "lib-pager")]
+    if let Some(s) = remora_pager::observe::current_stats() {
+        let mut line = |name: &str, value: u64| {
+            let _ = write!(out, "{name}:{value}\r\n");
+        };
+        line("pager_faults", s.faults());
+        line("pager_faults_zero_fill", s.faults_zero_fill);
+        line("pager_faults_remote", s.faults_remote);
+        line("pager_faults_in_flight", s.faults_in_flight);
+        line("pager_faults_writing_back", s.faults_writing_back);
+        line("pager_remote_reads", s.remote_reads);
+        line("pager_remote_writes", s.remote_writes);
+        line("pager_bytes_read", s.bytes_read);
+        line("pager_bytes_written", s.bytes_written);
+        line("pager_evicted_clean", s.evicted_clean);
+        line("pager_evicted_dirty", s.evicted_dirty);
+        line("pager_direct_reclaims", s.direct_reclaims);
+        line("pager_fault_p50_us", s.fault_latency.percentile(50.0) / 1000);
+        line("pager_fault_p99_us", s.fault_latency.percentile(99.0) / 1000);
+        line("prefetch_issued", s.prefetch_issued);
+        line("prefetch_hits", s.prefetch_hits);
+        line("prefetch_waste", s.prefetch_waste);
+        line("prefetch_faults_avoided", s.faults_avoided);
+        line("prefetch_hinted", s.prefetch_hinted);
+    }
+    #[cfg(feature = "lib-prefetch")]
+    {
+        let _ = write!(out, "prefetch_policy:{}\r\n", crate::config::PREFETCH_POLICY);
+    }
+    if let Some((net, _)) = remora_net::stats() {
+        let _ = write!(
+            out,
+            "net_accepted:{}\r\nnet_frames_in:{}\r\nnet_frames_out:{}\r\nnet_frames_dropped:{}\r\n",
+            net.accepted, net.frames_in, net.frames_out, net.frames_dropped
+        );
+    }
 }

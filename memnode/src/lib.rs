@@ -12,6 +12,8 @@
 //! `remora-rmem`'s tests as the far end of a simulated link.
 
 pub mod drop_rng;
+#[cfg(feature = "rdma")]
+pub mod rdma;
 pub mod server;
 pub mod size;
 

@@ -60,7 +60,29 @@ struct Cli {
     /// The node's MAC address, the source of its replies.
     #[arg(long, value_name = "MAC", default_value = "02:52:4d:45:4d:01", value_parser = parse_mac)]
     mac: [u8; 6],
+
+    /// Also serve mlx5 images by RDMA: answer their connection requests (EtherType
+    /// 0x88B6) with a queue pair on this verbs device (`mlx5_0`, `rxe0`; "" = the first).
+    #[cfg(feature = "rdma")]
+    #[arg(long, value_name = "DEVICE")]
+    rdma_device: Option<String>,
+
+    /// The verbs device's port.
+    #[cfg(feature = "rdma")]
+    #[arg(long, default_value_t = 1)]
+    rdma_port: u8,
+
+    /// The GID index (default: the first RoCE v2 IPv4 GID).
+    #[cfg(feature = "rdma")]
+    #[arg(long)]
+    rdma_gid_index: Option<u8>,
 }
+
+/// EtherType of the mlx5 driver's connection requests.
+const CONTROL_ETHERTYPE: [u8; 2] = [0x88, 0xb6];
+
+/// Answers connection requests of mlx5 images, when serving RDMA.
+type ControlHandler<'a> = Option<Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + 'a>>;
 
 fn parse_capacity(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text)?;
@@ -255,7 +277,29 @@ fn run(cli: &Cli) -> Result<()> {
     }
     stdout.flush()?;
 
-    let result = serve(&endpoint, &mut server, &mut rng, cli.drop_rate, &stop, &report);
+    #[cfg(feature = "rdma")]
+    let mut rdma = match &cli.rdma_device {
+        Some(device) => {
+            let config = memnode::rdma::RdmaConfig {
+                device: (!device.is_empty()).then(|| device.clone()),
+                port: cli.rdma_port,
+                gid_index: cli.rdma_gid_index,
+                capacity: cli.capacity,
+            };
+            let rdma = memnode::rdma::RdmaServer::open(&config)?;
+            println!("memnode: {}", rdma.describe());
+            Some(rdma)
+        }
+        None => None,
+    };
+    #[cfg(feature = "rdma")]
+    let control: ControlHandler<'_> = rdma.as_mut().map(|r| {
+        Box::new(move |frame: &[u8]| r.handle_frame(frame, cli.mac))
+            as Box<dyn FnMut(&[u8]) -> Option<Vec<u8>>>
+    });
+    #[cfg(not(feature = "rdma"))]
+    let control: ControlHandler<'_> = None;
+    let result = serve(&endpoint, &mut server, &mut rng, cli.drop_rate, &stop, &report, control);
     endpoint.close();
     println!("{}", server.stats());
     println!("memnode: exiting");
@@ -269,6 +313,7 @@ fn serve(
     drop_rate: f64,
     stop: &AtomicBool,
     report: &AtomicBool,
+    mut control: ControlHandler<'_>,
 ) -> Result<()> {
     // Room for a frame longer than any valid one, so a too-long frame is seen as such.
     let mut buf = vec![0u8; MAX_FRAME_LEN + 1024];
@@ -294,6 +339,17 @@ fn serve(
                 "memnode: a frame came from an unbound socket, which cannot be answered; give \
                  QEMU's -netdev dgram a local address (local.type=unix,local.path=...)"
             );
+        }
+        if let Some(handle) = control.as_mut()
+            && len >= 14
+            && buf[12..14] == CONTROL_ETHERTYPE
+        {
+            if let Some(reply) = handle(&buf[..len])
+                && endpoint.send(&reply, &peer).is_err()
+            {
+                server.record_send_failure();
+            }
+            continue;
         }
         let mut failures = 0;
         server.handle_frame(&buf[..len], |reply| {

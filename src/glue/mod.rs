@@ -7,6 +7,8 @@
 pub mod alloc;
 #[cfg(feature = "lib-evictor")]
 pub mod evictor;
+#[cfg(feature = "lib-mlx5")]
+pub mod mlx5;
 #[cfg(feature = "lib-mmu")]
 pub mod mmu;
 #[cfg(feature = "lib-net")]

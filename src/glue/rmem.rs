@@ -87,6 +87,11 @@ fn find_nic(boot: &BootInfo) -> &'static pci::PciDevice {
 }
 
 pub fn init(boot: &'static BootInfo) {
+    // With the mlx5 transport, the driver's glue connects instead (the virtio NIC is its
+    // control link).
+    if cfg!(remora_rmem_transport = "mlx5") {
+        return;
+    }
     let nic = find_nic(boot);
     let transport = virtio::pci_transport(nic).unwrap_or_else(|e| {
         log::error!("rmem: {nic}: {e:?}");

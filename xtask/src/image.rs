@@ -146,3 +146,30 @@ pub fn service_port(resolved: &config::Resolved) -> u16 {
         _ => 6379,
     }
 }
+
+/// A copy of the image config `config` with `[rmem] transport` set to `transport`, written
+/// under target/images (for `cargo xtask run --transport`).
+pub fn with_transport(config: &Path, transport: &str) -> Result<PathBuf> {
+    let path = if config.exists() { config.to_path_buf() } else { repo_root().join(config) };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut table: toml::Table =
+        text.parse().with_context(|| format!("{} is not TOML", path.display()))?;
+    let rmem = table.entry("rmem").or_insert_with(|| toml::Value::Table(Default::default()));
+    let Some(rmem) = rmem.as_table_mut() else {
+        bail!("{}: [rmem] is not a table", path.display())
+    };
+    rmem.insert("transport".into(), toml::Value::String(transport.into()));
+    let image = table.entry("image").or_insert_with(|| toml::Value::Table(Default::default()));
+    if let Some(image) = image.as_table_mut() {
+        let name = image.get("name").and_then(|n| n.as_str()).unwrap_or("image").to_string();
+        image.insert("name".into(), toml::Value::String(format!("{name}-{transport}")));
+    }
+    let out = images_dir().join(format!(
+        "{}-{transport}.toml",
+        path.file_stem().and_then(|s| s.to_str()).unwrap_or("image")
+    ));
+    std::fs::create_dir_all(images_dir())?;
+    std::fs::write(&out, toml::to_string(&table)?)?;
+    Ok(out)
+}

@@ -9,3 +9,4 @@ pub mod linux_guest;
 pub mod memnode;
 pub mod qemu;
 pub mod testing;
+pub mod vfio;

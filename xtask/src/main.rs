@@ -59,6 +59,12 @@ enum Cmd {
         /// Use this TAP interface for the application network instead of user networking
         #[arg(long, value_name = "IFNAME")]
         tap: Option<String>,
+        /// The far-memory transport: the image config's (default), virtio-net or mlx5
+        #[arg(long, value_name = "TRANSPORT")]
+        transport: Option<String>,
+        /// With --transport mlx5: pass this ConnectX function through with vfio-pci
+        #[arg(long, value_name = "PCI ADDRESS", requires = "transport")]
+        vfio: Option<String>,
         /// Extra QEMU arguments
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -137,8 +143,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             drop_rate,
             port,
             tap,
-            qemu_args,
+            transport,
+            vfio,
+            mut qemu_args,
         } => {
+            let config = match &transport {
+                Some(t) => image::with_transport(&config, t)?,
+                None => config,
+            };
+            if let Some(address) = &vfio {
+                qemu_args.extend(xtask::vfio::qemu_args(address)?);
+            }
             let image = image::build(&config, true)?;
             let accel = accel.resolve()?;
             eprintln!("booting {} under QEMU with {accel}", image.elf.display());

@@ -18,6 +18,28 @@ pub fn run_all(accel: Accel, host_only: bool, filter: Option<&str>) -> Result<Ex
         eprintln!("host tests failed");
         return Ok(ExitCode::FAILURE);
     }
+    eprintln!("== the Redis server built for Linux (and compared with a real redis-server)");
+    let status = cargo()
+        .args(["test", "--package", "app-redis", "--no-default-features", "--features", "std"])
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        eprintln!("Redis server tests failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    if std::path::Path::new("/usr/include/infiniband/verbs.h").exists() {
+        eprintln!("== memnode with its RDMA side (libibverbs)");
+        let status = cargo()
+            .args(["test", "--package", "memnode", "--features", "rdma"])
+            .status()
+            .context("cannot run cargo test")?;
+        if !status.success() {
+            eprintln!("memnode's RDMA side failed");
+            return Ok(ExitCode::FAILURE);
+        }
+    } else {
+        eprintln!("== skipped memnode's RDMA side: libibverbs-dev is not installed");
+    }
     if host_only {
         return Ok(ExitCode::SUCCESS);
     }

@@ -827,7 +827,8 @@ fn init_order_respects_depends_and_selects() {
     }
     assert_eq!(
         names(&resolve_file("redis.toml")),
-        ["kvm", "mmu", "alloc", "sched", "rmem", "pager", "prefetch", "evictor", "redis"]
+        // evictor joins pager.eviction: it comes right after pager.
+        ["kvm", "mmu", "alloc", "sched", "rmem", "pager", "evictor", "prefetch", "redis"]
     );
 }
 
@@ -845,8 +846,8 @@ fn different_configs_give_different_features_and_values() {
             "lib-sched",
             "lib-rmem",
             "lib-pager",
-            "lib-prefetch",
             "lib-evictor",
+            "lib-prefetch",
             "app-redis"
         ]
     );
@@ -986,4 +987,16 @@ fn implied_choices_are_noted_and_reported() {
             .contains("rmem.transport = \"rdma\" (component rdma)  [choice, implied by rdma]")
     );
     assert_eq!(load_resolved(&resolved.to_toml()).unwrap(), resolved);
+}
+
+#[test]
+fn a_chosen_member_comes_after_its_choice_and_before_its_users() {
+    // rdma.toml chooses the mlx5 driver as rmem's transport; pager uses rmem.
+    let resolved = resolve_file("rdma.toml");
+    let order = names(&resolved);
+    let at = |name: &str| order.iter().position(|n| *n == name).unwrap();
+    assert!(at("rmem") < at("mlx5"), "{order:?}");
+    if order.contains(&"pager") {
+        assert!(at("mlx5") < at("pager"), "{order:?}");
+    }
 }

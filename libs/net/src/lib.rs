@@ -241,9 +241,7 @@ impl NetStack {
 
     /// The interface's IPv4 address, if it has one.
     pub fn address(&self) -> Option<Ipv4Cidr> {
-        self.iface.ip_addrs().iter().find_map(|a| match a {
-            IpCidr::Ipv4(v4) => Some(*v4),
-        })
+        self.iface.ip_addrs().iter().map(|IpCidr::Ipv4(v4)| *v4).next()
     }
 }
 

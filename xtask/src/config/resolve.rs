@@ -837,6 +837,28 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        // A library or driver that is a member of X's choice (the mlx5 driver as
+        // rmem's transport) comes after X and before everything that needs X: whoever
+        // uses X uses its chosen member.
+        for (p, m) in self.image.iter().enumerate() {
+            if Some(p) == app {
+                continue;
+            }
+            for joined in &m.schema.provides {
+                let Some(x) = self.index(&joined.component) else { continue };
+                if x != p && !needs[p].iter().any(|&(k, _)| k == x) {
+                    needs[p].push((x, "joins a choice of"));
+                }
+                for (d, needed) in needs.iter_mut().enumerate() {
+                    if d != p
+                        && needed.iter().any(|&(k, _)| k == x)
+                        && !needed.iter().any(|&(k, _)| k == p)
+                    {
+                        needed.push((p, "uses the chosen member"));
+                    }
+                }
+            }
+        }
         let mut placed = vec![false; n];
         let mut order = Vec::with_capacity(n);
         loop {

@@ -31,7 +31,7 @@ fn run_app(boot: &'static BootInfo) -> ExitStatus {
     #[cfg(feature = "app-linktest")]
     return app_linktest::main(boot);
     #[cfg(feature = "app-redis")]
-    return app_redis::main(
+    return app_redis::main_with_observer(
         boot,
         app_redis::ServerConfig {
             port: crate::config::redis::PORT as u16,
@@ -44,6 +44,7 @@ fn run_app(boot: &'static BootInfo) -> ExitStatus {
             remora_info: Some(remora_info),
             ..app_redis::ServerConfig::default()
         },
+        redis_observer(),
     );
     #[cfg(feature = "app-membench")]
     return app_membench::main(
@@ -79,6 +80,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     exit(ExitStatus::Panic)
 }
 
+/// The server's observer: Redis's own prefetch policy when the configuration chooses it.
+#[cfg(feature = "app-redis")]
+fn redis_observer() -> &'static mut dyn app_redis::Observer {
+    #[cfg(remora_prefetch_policy = "redis")]
+    return alloc::boxed::Box::leak(alloc::boxed::Box::new(app_redis::prefetch::RedisPrefetcher));
+    #[cfg(not(remora_prefetch_policy = "redis"))]
+    return alloc::boxed::Box::leak(alloc::boxed::Box::new(app_redis::NoObserver));
+}
+
 /// The `# Remora` section of the Redis app's INFO: the pager's and the prefetcher's
 /// counters, and the network's.
 #[cfg(feature = "app-redis")]
@@ -112,6 +122,15 @@ fn remora_info(out: &mut alloc::string::String) {
     #[cfg(feature = "lib-prefetch")]
     {
         let _ = write!(out, "prefetch_policy:{}\r\n", crate::config::PREFETCH_POLICY);
+    }
+    #[cfg(remora_prefetch_policy = "redis")]
+    {
+        let p = app_redis::prefetch::stats();
+        let _ = write!(
+            out,
+            "redis_prefetch_strings:{}\r\nredis_prefetch_list_ranges:{}\r\nredis_prefetch_reads:{}\r\n",
+            p.strings, p.list_ranges, p.reads_issued
+        );
     }
     if let Some((net, _)) = remora_net::stats() {
         let _ = write!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use xtask::linux_guest::{GuestOptions, LinuxGuest, Server};
 
 const LOCAL: u64 = 32 << 20;
-const VALUES: usize = 2000;
+const VALUES: usize = 1000;
 const VALUE_SIZE: usize = 64 << 10;
 
 /// Fails with what to install when a program the test needs is missing.
@@ -195,5 +195,5 @@ fn our_redis_server_swaps_to_the_remote_block_device() {
         .expect("cargo runs");
     assert!(status.success(), "building redis-linux failed");
     let binary = xtask::image::target_dir().join("release").join("redis-linux");
-    load_and_read_back(Server::Ours(binary), VALUES / 2);
+    load_and_read_back(Server::Ours(binary), VALUES);
 }

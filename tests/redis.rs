@@ -247,3 +247,42 @@ fn redis_benchmark_runs_clean_with_local_memory_smaller_than_the_data() {
     let run = image.stop();
     assert_exit(&run, ImageStatus::Exited(0));
 }
+
+/// Demand faults (faults that read their own page from the node) of the Redis image with
+/// `policy`, serving `workload` with local memory at 12.5% of a 16 MiB data set.
+fn demand_faults(policy: &str, workload: xtask::bench::workload::Workload, requests: u64) -> u64 {
+    use xtask::bench::{self, workload};
+    let working_set = 16 << 20;
+    let dir = xtask::image::repo_root().join("target").join("test-configs");
+    let config = bench::remora_config(&dir, policy, working_set).unwrap();
+    let elf = common::image(config.to_str().unwrap());
+    let (running, port) =
+        bench::start_remora(&elf, working_set / 8, working_set, common::accel()).unwrap();
+    let keys = workload.keys_for(working_set);
+    workload::load(port, workload, keys).unwrap();
+    let before = bench::remora_counters(port).unwrap();
+    workload::drive(port, workload, keys, requests, 4, 1).unwrap();
+    let after = bench::remora_counters(port).unwrap();
+    running.stop();
+    after.0 - before.0
+}
+
+#[test]
+fn redis_own_prefetching_takes_far_fewer_demand_faults() {
+    use xtask::bench::workload::Workload;
+    for (workload, requests) in [(Workload::GetMix, 300), (Workload::Lrange, 60)] {
+        let none = demand_faults("none", workload, requests);
+        let sequential = demand_faults("sequential", workload, requests);
+        let redis = demand_faults("redis", workload, requests);
+        eprintln!(
+            "{}: demand faults none {none}, sequential {sequential}, redis {redis}",
+            workload.name()
+        );
+        assert!(
+            redis * 2 < sequential,
+            "{}: redis {redis} vs sequential {sequential}",
+            workload.name()
+        );
+        assert!(redis * 2 < none, "{}: redis {redis} vs none {none}", workload.name());
+    }
+}

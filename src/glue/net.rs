@@ -18,6 +18,10 @@ impl Nic for AppNic {
         self.0.mac()
     }
 
+    fn can_send(&mut self) -> bool {
+        self.0.can_send()
+    }
+
     fn send(&mut self, frame: &[u8]) -> bool {
         self.0.send(frame).is_ok()
     }

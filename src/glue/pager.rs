@@ -48,7 +48,7 @@ unsafe impl FrameMemory for CacheFrames {
     }
 }
 
-fn fatal(what: &dyn core::fmt::Display) -> ! {
+pub(crate) fn fatal(what: &dyn core::fmt::Display) -> ! {
     let mut out = remora_kvm::console::emergency_writer();
     let _ = writeln!(out, "\n!!! far memory: {what}");
     remora_kvm::exit(ExitStatus::Failure)

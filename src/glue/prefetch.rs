@@ -15,13 +15,20 @@ use crate::config;
 
 /// The prefetch policy chosen in the configuration.
 pub fn policy() -> Box<dyn PrefetchPolicy> {
+    general(config::PREFETCH_POLICY)
+}
+
+fn general(name: &str) -> Box<dyn PrefetchPolicy> {
     let max_window = config::prefetch::MAX_WINDOW as u32;
-    match config::PREFETCH_POLICY {
+    match name {
         "none" => Box::new(NoPrefetch),
         "sequential" => Box::new(Sequential::new(max_window)),
         "majority" => Box::new(Majority::new(max_window)),
-        // A policy provided by the application joins here, under its cfg:
-        // #[cfg(remora_prefetch_policy = "<member>")] "<member>" => Box::new(...),
+        // Redis's own policy announces what its commands will read (apps/redis,
+        // src/prefetch.rs, as the server's observer); every other fault goes to the
+        // general policy it names as its fallback.
+        #[cfg(remora_prefetch_policy = "redis")]
+        "redis" => general(config::redis::PREFETCH_FALLBACK),
         _ => remora_kvm::early_panic("prefetch.policy names a policy this image does not have"),
     }
 }
@@ -29,6 +36,10 @@ pub fn policy() -> Box<dyn PrefetchPolicy> {
 pub fn init(_boot: &'static BootInfo) {
     #[cfg(feature = "lib-pager")]
     remora_prefetch::set_hint_handler(|addr, len| {
-        super::pager::with_pager(|p| p.hint(addr, len)).unwrap_or(0)
+        match super::pager::with_pager(|p| p.hint(addr, len)) {
+            Some(Ok(issued)) => issued,
+            Some(Err(e)) => super::pager::fatal(&e),
+            None => 0,
+        }
     });
 }

@@ -1000,3 +1000,17 @@ fn a_chosen_member_comes_after_its_choice_and_before_its_users() {
         assert!(at("mlx5") < at("pager"), "{order:?}");
     }
 }
+
+#[test]
+fn an_app_offers_its_member_without_choosing_it() {
+    // The fixture's redis app provides prefetch.policy = "redis"; a config that does not
+    // choose it gets the default.
+    let catalog = catalog();
+    let text = "[image]\nname = \"r\"\napp = \"redis\"\nplatform = \"kvm\"\n";
+    let resolved = xtask::config::resolve_source(&catalog, "configs/r.toml", text).unwrap();
+    let policy = resolved.component("prefetch").unwrap().choice("policy").unwrap();
+    assert_ne!(
+        policy.value, "redis",
+        "the app's member was chosen just because the app is in the image"
+    );
+}

@@ -50,6 +50,8 @@ pub mod resp;
 #[cfg(feature = "std")]
 pub mod linux;
 #[cfg(feature = "remora")]
+pub mod prefetch;
+#[cfg(feature = "remora")]
 pub mod remora_main;
 
 pub use commands::Action;

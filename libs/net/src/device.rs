@@ -14,8 +14,11 @@ use smoltcp::time::Instant;
 pub trait Nic: Send {
     /// The card's MAC address.
     fn mac(&self) -> [u8; 6];
-    /// Queues an Ethernet frame; false if the card has no room (the frame is dropped, as
-    /// on a busy wire; TCP resends).
+    /// Whether the card can take a frame now. The stack asks before building one, so a
+    /// busy card makes TCP wait rather than lose segments (a lost segment costs a
+    /// retransmission timeout).
+    fn can_send(&mut self) -> bool;
+    /// Queues an Ethernet frame; false if the card has no room (the frame is dropped).
     fn send(&mut self, frame: &[u8]) -> bool;
     /// Copies the next received frame into `buf` and returns its length, if one arrived.
     fn receive_into(&mut self, buf: &mut [u8]) -> Option<usize>;
@@ -85,6 +88,10 @@ impl phy::Device for NicDevice {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // A received frame may need an answer: take it only if one can be sent.
+        if !self.nic.can_send() {
+            return None;
+        }
         let len = self.nic.receive_into(&mut self.rx)?;
         self.received += 1;
         let NicDevice { nic, rx, tx, sent, dropped, .. } = self;
@@ -92,6 +99,9 @@ impl phy::Device for NicDevice {
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
+        if !self.nic.can_send() {
+            return None;
+        }
         let NicDevice { nic, tx, sent, dropped, .. } = self;
         Some(TxToken { nic: nic.as_mut(), buf: tx, sent, dropped })
     }

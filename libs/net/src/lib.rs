@@ -296,7 +296,11 @@ impl TcpStream {
     /// peer has closed and everything was read.
     pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
         with_stack(|s| {
-            s.poll();
+            // Poll the card only when nothing is buffered: a busy server reads what it
+            // has first, and the poll's cost is paid once per empty socket.
+            if !s.sockets.get::<tcp::Socket>(self.handle).can_recv() {
+                s.poll();
+            }
             let socket = s.sockets.get_mut::<tcp::Socket>(self.handle);
             if socket.can_recv() {
                 return socket.recv_slice(buf).map_err(|_| NetError::Closed);
@@ -321,7 +325,11 @@ impl TcpStream {
                 });
             }
             let n = socket.send_slice(buf).map_err(|_| NetError::Closed)?;
-            s.poll();
+            // Send now only if the buffer filled up (to make room); otherwise the next
+            // poll (the next read, accept or wait) sends it with whatever follows.
+            if n < buf.len() {
+                s.poll();
+            }
             Ok(n)
         })?
     }

@@ -419,25 +419,43 @@ impl<T: Transport> Pager<T> {
     }
 
     /// The application is about to touch `[addr, addr + len)`: posts reads of the range's
-    /// remote pages in order (at most [`HINT_SPAN`] pages looked at), without waiting,
-    /// until a frame or queue space runs out. Tells the prefetch policy. Returns the reads
-    /// posted.
-    pub fn hint(&mut self, addr: u64, len: u64) -> usize {
+    /// remote pages in order (at most [`HINT_SPAN`] pages, and at most a quarter of the
+    /// local frames). An announced page is as good as a faulting one: when no frame is
+    /// free it reclaims like a fault would, and when the queue is full it waits for room.
+    /// Returns the reads posted; an error is the transport's (the node is gone).
+    pub fn hint(&mut self, addr: u64, len: u64) -> Result<usize, PagerError> {
         let base = self.region.base();
         let start = addr.max(base);
         let end = addr.saturating_add(len).min(base + self.region.size());
         if start >= end {
-            return 0;
+            return Ok(0);
         }
         let first = (start - base) / PAGE_SIZE;
-        let pages = ((end - 1 - base) / PAGE_SIZE - first + 1).min(HINT_SPAN);
+        let cap = (self.frames.len() as u64 / 4).max(1);
+        let pages = ((end - 1 - base) / PAGE_SIZE - first + 1).min(HINT_SPAN).min(cap);
         let region_pages = self.region.pages();
         if let Some(policy) = self.prefetcher.as_mut() {
             policy.on_hint(&Hint { first_page: first, pages, region_pages });
         }
-        let issued = self.issue_prefetches(first..first + pages);
+        let mut issued = 0;
+        for page in first..first + pages {
+            loop {
+                match self.prefetch(page) {
+                    PrefetchOutcome::Issued => {
+                        issued += 1;
+                        break;
+                    }
+                    PrefetchOutcome::NotRemote | PrefetchOutcome::OutOfRegion => break,
+                    PrefetchOutcome::QueueFull => self.poll_once()?,
+                    PrefetchOutcome::NoFrame => {
+                        let frame = self.take_frame()?;
+                        self.frames.release(frame);
+                    }
+                }
+            }
+        }
         self.stats.prefetch_hinted += issued as u64;
-        issued
+        Ok(issued)
     }
 
     /// Prefetches `pages` in order, skipping those that are not remote, until one finds

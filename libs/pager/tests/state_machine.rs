@@ -119,7 +119,7 @@ proptest! {
                         }
                     }
                 }
-                Op::Hint(page, n) => { p.hint(BASE + page * PAGE + 5, n * PAGE); }
+                Op::Hint(page, n) => { p.hint(BASE + page * PAGE + 5, n * PAGE).unwrap(); }
             }
             check_frames_unique(&p, pages);
             check_accounting(p.stats());

@@ -17,7 +17,7 @@ const QUEUE_SIZE: usize = 256;
 /// Receive buffers posted: every descriptor of the receive queue.
 pub const RX_BUFFERS: usize = QUEUE_SIZE;
 /// Transmit buffers.
-const TX_BUFFERS: usize = 64;
+const TX_BUFFERS: usize = 128;
 /// Bytes per buffer: the virtio-net header and a frame of up to 4.5 KiB.
 pub const BUFFER_LEN: usize = 4608;
 
@@ -87,6 +87,12 @@ impl VirtioNet {
     /// The device's MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.device.mac_address()
+    }
+
+    /// Whether a frame can be queued now (a transmit buffer is free).
+    pub fn can_send(&mut self) -> bool {
+        self.reap_transmitted();
+        self.tx.iter().any(|(_, token)| token.is_none())
     }
 
     /// Queues `frame` (an Ethernet frame) for sending.

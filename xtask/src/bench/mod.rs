@@ -101,7 +101,7 @@ fn default_out_dir() -> PathBuf {
 }
 
 /// A server under test, reachable on a host port, stopped when dropped.
-enum Running {
+pub enum Running {
     Remora {
         stop: Arc<AtomicBool>,
         thread: Option<std::thread::JoinHandle<Result<qemu::RunOutcome>>>,
@@ -110,7 +110,8 @@ enum Running {
 }
 
 impl Running {
-    fn stop(mut self) -> String {
+    /// Stops the server; its console.
+    pub fn stop(mut self) -> String {
         match &mut self {
             Running::Remora { stop, thread } => {
                 stop.store(true, Ordering::SeqCst);
@@ -136,7 +137,7 @@ impl Drop for Running {
 
 /// Writes the image config of `remora-<policy>`: Redis with that prefetch policy and a far
 /// region large enough for `working_set`.
-fn remora_config(dir: &Path, policy: &str, working_set: u64) -> Result<PathBuf> {
+pub fn remora_config(dir: &Path, policy: &str, working_set: u64) -> Result<PathBuf> {
     let base = std::fs::read_to_string(image::repo_root().join("configs/redis.toml"))
         .context("reading configs/redis.toml")?;
     let mut table: toml::Table = base.parse().context("configs/redis.toml is not TOML")?;
@@ -182,7 +183,12 @@ fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
     }
 }
 
-fn start_remora(elf: &Path, local: u64, working_set: u64, accel: Accel) -> Result<(Running, u16)> {
+pub fn start_remora(
+    elf: &Path,
+    local: u64,
+    working_set: u64,
+    accel: Accel,
+) -> Result<(Running, u16)> {
     let port = free_port()?;
     let stop = Arc::new(AtomicBool::new(false));
     let options = RunOptions {
@@ -221,13 +227,13 @@ fn start_linux(
 }
 
 /// The pager's counters from a Remora server's INFO.
-fn remora_counters(port: u16) -> Option<(u64, u64, u64)> {
+pub fn remora_counters(port: u16) -> Option<(u64, u64, u64)> {
     let info = workload::info(port).ok()?;
     let get =
         |k: &str| info.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse::<u64>().ok());
-    let demand = get("pager_faults_remote")?
-        + get("pager_faults_in_flight")?
-        + get("pager_faults_writing_back")?;
+    // Faults that read their page from the node themselves. A fault on a page that a
+    // prefetch is still bringing (a late hit) waits less: it is not counted here.
+    let demand = get("pager_faults_remote")? + get("pager_faults_writing_back")?;
     Some((demand, get("pager_remote_reads")?, get("prefetch_waste").unwrap_or(0)))
 }
 

@@ -649,7 +649,10 @@ impl<'a> Resolver<'a> {
             ));
         }
         for provider in &choice.providers {
+            // An application offers its member (Redis's own prefetch policy) without
+            // choosing it: being the image's app says nothing about the choice.
             if let Some(i) = self.index(&provider.component)
+                && self.image[i].schema.kind.is_library()
                 && !wanted.iter().any(|(m, _, _)| *m == provider.member)
             {
                 let reason = &self.image[i].reason;

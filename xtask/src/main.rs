@@ -228,9 +228,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !fractions.is_empty() {
                 options.fractions = fractions;
             }
-            let dir = bench::run(&options)?;
-            println!("{}", dir.join("report.md").display());
+            let (dir, failed) = bench::run(&options)?;
             print!("{}", std::fs::read_to_string(dir.join("report.md"))?);
+            println!("\nwritten to {}", dir.display());
+            if failed > 0 {
+                eprintln!("{failed} measurement(s) failed: see the report");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Test { accel, host_only, filter } => {

@@ -237,8 +237,9 @@ pub fn remora_counters(port: u16) -> Option<(u64, u64, u64)> {
     Some((demand, get("pager_remote_reads")?, get("prefetch_waste").unwrap_or(0)))
 }
 
-/// Runs the matrix and writes the outputs. Returns the output directory.
-pub fn run(options: &BenchOptions) -> Result<PathBuf> {
+/// Runs the matrix and writes the outputs. Returns the output directory and how many
+/// rows failed.
+pub fn run(options: &BenchOptions) -> Result<(PathBuf, usize)> {
     std::fs::create_dir_all(&options.out_dir)?;
     let accel = options.accel.resolve()?;
     let steps = (options.systems.len() * options.fractions.len()) as u64;
@@ -349,7 +350,7 @@ pub fn run(options: &BenchOptions) -> Result<PathBuf> {
     );
     std::fs::write(options.out_dir.join("report.md"), report::markdown(&rows, &header))?;
     std::fs::write(options.out_dir.join("figure2.svg"), report::svg(&rows))?;
-    Ok(options.out_dir.clone())
+    Ok((options.out_dir.clone(), rows.iter().filter(|r| r.error.is_some()).count()))
 }
 
 /// Loads one workload, warms it up, measures it, and fills in `row`.

@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use xtask::bench::workload::encode_command as command;
 use xtask::linux_guest::{GuestOptions, LinuxGuest, Server};
 
 const LOCAL: u64 = 32 << 20;
@@ -38,16 +39,6 @@ fn value(i: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 fn read_line(r: &mut impl BufRead) -> String {

@@ -108,11 +108,8 @@ fn real_redis() -> Option<(Child, u16)> {
 }
 
 fn resp(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    xtask::bench::workload::encode_command(&args)
 }
 
 #[test]

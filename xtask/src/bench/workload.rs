@@ -58,6 +58,13 @@ fn key(prefix: &str, i: u64) -> String {
     format!("{prefix}:{i:012}")
 }
 
+/// A request as RESP: an array of bulk strings (what every Redis client sends).
+pub fn encode_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    resp_command(&mut out, args);
+    out
+}
+
 fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for a in args {

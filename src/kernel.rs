@@ -135,8 +135,15 @@ fn remora_info(out: &mut alloc::string::String) {
     if let Some((net, _)) = remora_net::stats() {
         let _ = write!(
             out,
-            "net_accepted:{}\r\nnet_frames_in:{}\r\nnet_frames_out:{}\r\nnet_frames_dropped:{}\r\n",
-            net.accepted, net.frames_in, net.frames_out, net.frames_dropped
+            "net_accepted:{}\r\nnet_frames_in:{}\r\nnet_frames_out:{}\r\nnet_frames_dropped:{}\r\n\
+             net_peer_closed:{}\r\nnet_resets:{}\r\nnet_write_refused:{}\r\n",
+            net.accepted,
+            net.frames_in,
+            net.frames_out,
+            net.frames_dropped,
+            net.peer_closed,
+            net.resets,
+            net.write_refused
         );
     }
 }

@@ -131,6 +131,12 @@ pub struct NetStats {
     pub frames_out: u64,
     /// Frames the card could not take (all its buffers busy).
     pub frames_dropped: u64,
+    /// Reads that found the connection closed by the peer, or reset.
+    pub peer_closed: u64,
+    /// Connections found reset.
+    pub resets: u64,
+    /// Writes refused because the connection could not send any more.
+    pub write_refused: u64,
 }
 
 static STACK: IrqLock<Option<NetStack>> = IrqLock::new(None);
@@ -306,8 +312,14 @@ impl TcpStream {
                 return socket.recv_slice(buf).map_err(|_| NetError::Closed);
             }
             match socket.state() {
-                tcp::State::Closed | tcp::State::TimeWait => Err(NetError::Reset),
-                _ if !socket.may_recv() => Err(NetError::Closed),
+                tcp::State::Closed | tcp::State::TimeWait => {
+                    s.stats.resets += 1;
+                    Err(NetError::Reset)
+                }
+                _ if !socket.may_recv() => {
+                    s.stats.peer_closed += 1;
+                    Err(NetError::Closed)
+                }
                 _ => Ok(0),
             }
         })?
@@ -318,6 +330,7 @@ impl TcpStream {
         with_stack(|s| {
             let socket = s.sockets.get_mut::<tcp::Socket>(self.handle);
             if !socket.may_send() {
+                s.stats.write_refused += 1;
                 return Err(if socket.state() == tcp::State::Closed {
                     NetError::Reset
                 } else {

@@ -1162,28 +1162,16 @@ impl LinuxGuest {
             {
                 let lines = lines.clone();
                 let echo = options.echo;
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stdout);
-                    let mut buf = Vec::new();
-                    loop {
-                        buf.clear();
-                        match reader.read_until(b'\n', &mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {
-                                let text = String::from_utf8_lossy(&buf);
-                                let line = text.trim_end_matches(['\n', '\r']).replace('\r', "");
-                                if echo {
-                                    eprintln!("{line}");
-                                }
-                                if line.contains(&format!("{MARK} ready"))
-                                    || line.contains(&format!("{MARK} error"))
-                                {
-                                    let _ = ready_tx.send(line.clone());
-                                }
-                                lines.lock().expect("console").push((started.elapsed(), line));
-                            }
-                        }
+                qemu::read_console_lines(stdout, move |line| {
+                    if echo {
+                        eprintln!("{line}");
                     }
+                    if line.contains(&format!("{MARK} ready"))
+                        || line.contains(&format!("{MARK} error"))
+                    {
+                        let _ = ready_tx.send(line.clone());
+                    }
+                    lines.lock().expect("console").push((started.elapsed(), line));
                 })
             },
             {

@@ -335,34 +335,22 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<RunOutcome> {
         let echo = options.echo;
         let elf = image.to_path_buf();
         let kill_on = options.kill_node_on.clone().zip(killer);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&buf);
-                        let mut line = text.trim_end_matches(['\n', '\r']).replace('\r', "");
-                        if let Some(symbol) = symbolize_backtrace_line(&elf, &line) {
-                            line.push_str("  ");
-                            line.push_str(&symbol);
-                        }
-                        if echo {
-                            let mut out = std::io::stdout().lock();
-                            let _ = writeln!(out, "{line}");
-                            let _ = out.flush();
-                        }
-                        if let Some((needle, killer)) = &kill_on
-                            && line.contains(needle.as_str())
-                        {
-                            killer.kill();
-                        }
-                        lines.lock().expect("console lock").push((started.elapsed(), line));
-                    }
-                }
+        read_console_lines(stdout, move |mut line| {
+            if let Some(symbol) = symbolize_backtrace_line(&elf, &line) {
+                line.push_str("  ");
+                line.push_str(&symbol);
             }
+            if echo {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            if let Some((needle, killer)) = &kill_on
+                && line.contains(needle.as_str())
+            {
+                killer.kill();
+            }
+            lines.lock().expect("console lock").push((started.elapsed(), line));
         })
     };
     let stderr = child.0.stderr.take().expect("stderr is piped");
@@ -450,4 +438,26 @@ fn memnode_binary() -> Result<PathBuf> {
     let path = memnode::build()?;
     *built = Some(path.clone());
     Ok(path)
+}
+
+/// Reads a guest's serial console line by line on a thread of its own and hands each line
+/// (without `\r` and the newline) to `on_line`, until the console closes.
+pub(crate) fn read_console_lines(
+    console: impl std::io::Read + Send + 'static,
+    mut on_line: impl FnMut(String) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(console);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    on_line(text.trim_end_matches(['\n', '\r']).replace('\r', ""));
+                }
+            }
+        }
+    })
 }

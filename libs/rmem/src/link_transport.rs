@@ -661,31 +661,15 @@ impl Engine {
         let slot = &mut self.slots[index];
         match message.body {
             Body::ReadPage { offset, data } if slot.direction == Direction::Read => {
-                let Some(page) = slot.page_of(offset) else {
-                    self.stats.malformed_dropped += 1;
-                    return;
-                };
-                let bit = 1u64 << page;
-                if slot.arrived & bit != 0 {
-                    self.stats.duplicates_dropped += 1;
-                    return;
-                }
+                let Some(page) = Self::new_page(slot, offset, &mut self.stats) else { return };
                 let Some(buf) = slot.buf.as_mut() else { return };
                 let start = page as usize * PAGE_SIZE;
                 buf.as_mut_slice()[start..start + PAGE_SIZE].copy_from_slice(data);
-                self.progress(index, bit, now.saturating_add(timeout_ns));
+                self.progress(index, 1 << page, now.saturating_add(timeout_ns));
             }
             Body::WriteAck { offset } if slot.direction == Direction::Write => {
-                let Some(page) = slot.page_of(offset) else {
-                    self.stats.malformed_dropped += 1;
-                    return;
-                };
-                let bit = 1u64 << page;
-                if slot.arrived & bit != 0 {
-                    self.stats.duplicates_dropped += 1;
-                    return;
-                }
-                self.progress(index, bit, now.saturating_add(timeout_ns));
+                let Some(page) = Self::new_page(slot, offset, &mut self.stats) else { return };
+                self.progress(index, 1 << page, now.saturating_add(timeout_ns));
             }
             Body::Error { code, reason, .. } => {
                 self.stats.node_errors += 1;
@@ -700,6 +684,20 @@ impl Engine {
             }
             _ => self.stats.malformed_dropped += 1,
         }
+    }
+
+    /// The page of `slot` that an answer at `offset` is for, if it is one of the
+    /// request's pages and has not been answered yet (else counted and dropped).
+    fn new_page(slot: &Slot, offset: u64, stats: &mut TransportStats) -> Option<u32> {
+        let Some(page) = slot.page_of(offset) else {
+            stats.malformed_dropped += 1;
+            return None;
+        };
+        if slot.arrived & (1u64 << page) != 0 {
+            stats.duplicates_dropped += 1;
+            return None;
+        }
+        Some(page)
     }
 
     fn active_slot(&self, request_id: u64) -> Option<usize> {

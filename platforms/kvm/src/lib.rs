@@ -18,6 +18,7 @@ pub mod console;
 mod critical;
 pub mod exit;
 pub mod firmware;
+mod fn_cell;
 pub mod format;
 pub mod frames;
 pub mod gdt;

@@ -4,11 +4,12 @@
 //! Owns the calibration results and the timer vector. `now_ns()` is cheap (one `rdtsc`
 //! and a multiply) and never goes backwards on one CPU.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::instructions::port::Port;
 
 use crate::apic;
+use crate::fn_cell::FnCell;
 use crate::traps::{self, TrapFrame};
 
 /// The vector of the timer interrupt.
@@ -21,7 +22,7 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// TSC value that `now_ns()` counts from: the first thing the kernel reads at entry.
 static TSC_ORIGIN: AtomicU64 = AtomicU64::new(0);
-static TIMER_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static TIMER_HANDLER: FnCell<fn()> = FnCell::empty();
 
 pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no side effects.
@@ -94,14 +95,11 @@ pub fn calibrate() {
 
 /// Registers what runs on each timer interrupt (the scheduler's tick).
 pub fn set_timer_handler(handler: fn()) {
-    TIMER_HANDLER.store(handler as usize, Ordering::Release);
+    TIMER_HANDLER.set(handler);
 }
 
 fn on_timer(_frame: &mut TrapFrame) {
-    let raw = TIMER_HANDLER.load(Ordering::Acquire);
-    if raw != 0 {
-        // SAFETY: only ever stored from a `fn()` in `set_timer_handler`.
-        let handler = unsafe { core::mem::transmute::<usize, fn()>(raw) };
+    if let Some(handler) = TIMER_HANDLER.get() {
         handler();
     }
 }

@@ -10,12 +10,12 @@
 
 use core::arch::global_asm;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Once;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
+use crate::fn_cell::FnCell;
 use crate::{apic, console, exit, gdt, paging};
 
 /// Registers saved on entry, in the order the entry stub pushes them (lowest address
@@ -193,18 +193,18 @@ pub type InterruptHandler = fn(&mut TrapFrame);
 /// Adds lines to a crash report: the running thread, whether CR2 hit a stack guard page.
 pub type ReportHook = fn(&mut dyn Write, &TrapFrame, Option<u64>);
 
-static PAGE_FAULT_HANDLER: AtomicUsize = AtomicUsize::new(0);
-static REPORT_HOOK: AtomicUsize = AtomicUsize::new(0);
-static INTERRUPT_HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+static PAGE_FAULT_HANDLER: FnCell<PageFaultHandler> = FnCell::empty();
+static REPORT_HOOK: FnCell<ReportHook> = FnCell::empty();
+static INTERRUPT_HANDLERS: [FnCell<InterruptHandler>; 256] = [const { FnCell::empty() }; 256];
 
 /// Installs the page-fault handler (the pager's). Faults it does not resolve are reported.
 pub fn set_page_fault_handler(handler: PageFaultHandler) {
-    PAGE_FAULT_HANDLER.store(handler as usize, Ordering::Release);
+    PAGE_FAULT_HANDLER.set(handler);
 }
 
 /// Installs a hook that adds context to crash reports.
 pub fn set_report_hook(hook: ReportHook) {
-    REPORT_HOOK.store(hook as usize, Ordering::Release);
+    REPORT_HOOK.set(hook);
 }
 
 /// Registers `handler` for `vector` (at least [`FIRST_IRQ_VECTOR`]).
@@ -213,25 +213,7 @@ pub fn set_interrupt_handler(vector: u8, handler: InterruptHandler) {
         (FIRST_IRQ_VECTOR..SPURIOUS_VECTOR).contains(&vector),
         "vector {vector:#x} is reserved"
     );
-    INTERRUPT_HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
-}
-
-fn load_page_fault_handler() -> Option<PageFaultHandler> {
-    let raw = PAGE_FAULT_HANDLER.load(Ordering::Acquire);
-    // SAFETY: only ever stored from a `PageFaultHandler` in `set_page_fault_handler`.
-    (raw != 0).then(|| unsafe { core::mem::transmute::<usize, PageFaultHandler>(raw) })
-}
-
-fn load_report_hook() -> Option<ReportHook> {
-    let raw = REPORT_HOOK.load(Ordering::Acquire);
-    // SAFETY: only ever stored from a `ReportHook` in `set_report_hook`.
-    (raw != 0).then(|| unsafe { core::mem::transmute::<usize, ReportHook>(raw) })
-}
-
-fn load_interrupt_handler(vector: u8) -> Option<InterruptHandler> {
-    let raw = INTERRUPT_HANDLERS[vector as usize].load(Ordering::Acquire);
-    // SAFETY: only ever stored from an `InterruptHandler` in `set_interrupt_handler`.
-    (raw != 0).then(|| unsafe { core::mem::transmute::<usize, InterruptHandler>(raw) })
+    INTERRUPT_HANDLERS[vector as usize].set(handler);
 }
 
 /// The common trap path, called by the entry stubs with the saved frame.
@@ -241,7 +223,7 @@ extern "C" fn remora_trap(frame: &mut TrapFrame) {
     match vector {
         PAGE_FAULT => {
             let cr2 = Cr2::read_raw();
-            if let Some(handler) = load_page_fault_handler()
+            if let Some(handler) = PAGE_FAULT_HANDLER.get()
                 && handler(frame, cr2) == FaultOutcome::Resolved
             {
                 return;
@@ -253,7 +235,7 @@ extern "C" fn remora_trap(frame: &mut TrapFrame) {
         SPURIOUS_VECTOR => {}
         _ => {
             apic::end_of_interrupt();
-            match load_interrupt_handler(vector) {
+            match INTERRUPT_HANDLERS[vector as usize].get() {
                 Some(handler) => handler(frame),
                 None => log::warn!("interrupt on vector {vector:#x} with no handler"),
             }
@@ -364,7 +346,7 @@ fn write_report(out: &mut dyn Write, frame: &TrapFrame, cr2: Option<u64>) -> fmt
         }
         writeln!(out)?;
     }
-    if let Some(hook) = load_report_hook() {
+    if let Some(hook) = REPORT_HOOK.get() {
         hook(out, frame, cr2);
     }
     write_backtrace(out, frame.rip, frame.rbp)
